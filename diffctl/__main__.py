@@ -1,0 +1,3 @@
+from diffctl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Shared planner types: ``PlanResult`` and the ``Planner`` protocol.
+
+Every planner minimises a cost over a horizon ``T`` from a batch of start states and returns a
+``PlanResult`` with time-major tensors. ``MPCPolicy`` and the CLI only rely on this protocol.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = ["PlanResult", "Planner"]
+
+
+@dataclass
+class PlanResult:
+    """Outcome of one planner call.
+
+    Attributes:
+        actions: planned controls ``[T, B, nu]``.
+        states: predicted states ``[T + 1, B, nx]`` (``states[0]`` is ``x0``).
+        cost: total planned cost per example ``[B]``.
+        converged: per-example convergence mask ``[B]`` (bool).
+        iterations: iterations used per example ``[B]`` (int64).
+        info: planner-specific extras (line-search steps, residuals, ...).
+    """
+
+    actions: Tensor
+    states: Tensor
+    cost: Tensor
+    converged: Tensor
+    iterations: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Planner(Protocol):
+    """Anything with ``horizon`` and ``plan(x0, warm_start=None) -> PlanResult``.
+
+    ``warm_start`` is an action sequence ``[T, B, nu]`` (typically the previous plan shifted
+    by one step) used as the initial guess.
+    """
+
+    horizon: int
+
+    def plan(self, x0: Tensor, warm_start: Tensor | None = None) -> PlanResult: ...
