@@ -125,9 +125,7 @@ class Env:
             if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
                 raise TypeError(f"{name}: expected a real number or tensor, got dtype {t.dtype}")
             if t.shape != ref.shape:
-                raise ValueError(
-                    f"{name}: expected shape {tuple(ref.shape)}, got {tuple(t.shape)}"
-                )
+                raise ValueError(f"{name}: expected shape {tuple(ref.shape)}, got {tuple(t.shape)}")
             if isinstance(value, Tensor) and value.device != self.device:
                 raise ValueError(
                     f"{name}: tensor is on {value.device}, the env is on {self.device}"
@@ -197,9 +195,7 @@ class Env:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator: expected a torch.Generator, got {type(generator)}")
         if generator is not None and generator.device.type != self.device.type:
-            raise ValueError(
-                f"generator: is on {generator.device}, the env is on {self.device}"
-            )
+            raise ValueError(f"generator: is on {generator.device}, the env is on {self.device}")
         return self._initial_state(n, generator)
 
     def dynamics(self, x: Tensor, u: Tensor) -> Tensor:
@@ -214,9 +210,7 @@ class Env:
         self._check_action(u, x.shape[:-1])
         self._check_state(x_next, "x_next")
         if x_next.shape != x.shape:
-            raise ValueError(
-                f"x_next: expected shape {tuple(x.shape)}, got {tuple(x_next.shape)}"
-            )
+            raise ValueError(f"x_next: expected shape {tuple(x.shape)}, got {tuple(x_next.shape)}")
         return self._reward(x, u, x_next)
 
     def observe(self, x: Tensor) -> Tensor:
@@ -258,7 +252,11 @@ class Env:
 
     # ------------------------------------------------------------------ helpers
     def _uniform(
-        self, n: int, low: Tensor | float, high: Tensor | float, dim: int,
+        self,
+        n: int,
+        low: Tensor | float,
+        high: Tensor | float,
+        dim: int,
         generator: torch.Generator | None,
     ) -> Tensor:
         """Uniform samples ``[n, dim]`` in ``[low, high)`` on the env's device and dtype."""

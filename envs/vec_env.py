@@ -161,8 +161,16 @@ class VecEnv:
         x0 = self.env._initial_state(self.num_envs, self.generator)
         (obs, r, term, trunc, final_obs, x1, x_new, t_new, ret_new, len_new, stats, last) = (
             self._core(
-                self.env, self._state, self._t, u, x0, self._ep_ret, self._ep_len,
-                self._stats, self._last, self.max_steps,
+                self.env,
+                self._state,
+                self._t,
+                u,
+                x0,
+                self._ep_ret,
+                self._ep_len,
+                self._stats,
+                self._last,
+                self.max_steps,
             )
         )
         self._state, self._t, self._ep_ret, self._ep_len = x_new, t_new, ret_new, len_new

@@ -1,0 +1,121 @@
+"""VecEnv: auto-reset, time limits, episode statistics, fused == eager, validation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffctl.envs import VecEnv, make
+
+
+def _run(venv: VecEnv, steps: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    venv.reset()
+    out = []
+    for _ in range(steps):
+        u = 4 * torch.rand(venv.num_envs, 1, generator=g) - 2
+        obs, r, term, trunc, info = venv.step(u)
+        out.append((obs, r, term, trunc, info["final_obs"], venv.state.clone()))
+    return out
+
+
+def test_shapes_and_time_limit_auto_reset():
+    venv = VecEnv(make("pendulum"), 5, seed=0, max_steps=7)
+    obs = venv.reset()
+    assert obs.shape == (5, 3)
+    u = torch.zeros(5, 1)
+    for t in range(7):
+        prev_state = venv.state.clone()
+        obs, r, term, trunc, info = venv.step(u)
+        assert obs.shape == (5, 3) and r.shape == (5,) and term.dtype == torch.bool
+        expected_next = venv.env.dynamics(prev_state, u)
+        torch.testing.assert_close(info["final_state"], expected_next)
+        torch.testing.assert_close(info["final_obs"], venv.env.observe(expected_next))
+        torch.testing.assert_close(r, venv.env.reward(prev_state, u, expected_next))
+        if t < 6:
+            assert not trunc.any() and torch.equal(obs, info["final_obs"])
+    # step 7 hits the time limit: truncated, reset to a fresh start, counters cleared
+    assert trunc.all() and not term.any() and info["done"].all()
+    assert not torch.equal(obs, info["final_obs"])
+    torch.testing.assert_close(obs, venv.env.observe(venv.state))
+    assert (venv.elapsed_steps == 0).all()
+
+
+def test_episode_statistics_match_manual_sums():
+    venv = VecEnv(make("pendulum"), 3, seed=0, max_steps=10)
+    venv.reset()
+    manual = torch.zeros(3)
+    finished = []
+    g = torch.Generator().manual_seed(0)
+    for _ in range(25):
+        u = 4 * torch.rand(3, 1, generator=g) - 2
+        _, r, _, _, info = venv.step(u)
+        manual += r
+        for i in torch.nonzero(info["done"]).flatten().tolist():
+            finished.append(manual[i].item())
+            manual[i] = 0
+    stats = venv.episode_statistics()
+    assert stats["count"] == len(finished) == 6
+    f = torch.tensor(finished, dtype=torch.float64)
+    assert stats["mean_return"] == pytest.approx(f.mean().item(), rel=1e-5)
+    assert stats["std_return"] == pytest.approx(f.std(unbiased=False).item(), rel=1e-4)
+    torch.testing.assert_close(stats["last_returns"], torch.tensor(finished[-3:]))
+    assert (stats["last_lengths"] == 10).all()
+    assert venv.episode_statistics()["count"] == 0  # cleared on read
+
+
+def test_same_seed_same_numbers_and_different_seed_differs():
+    a = _run(VecEnv(make("pendulum"), 4, seed=3, max_steps=5), 12)
+    b = _run(VecEnv(make("pendulum"), 4, seed=3, max_steps=5), 12)
+    c = _run(VecEnv(make("pendulum"), 4, seed=4, max_steps=5), 12)
+    for x, y in zip(a, b):
+        for s, t in zip(x, y):
+            assert torch.equal(s, t)
+    assert not torch.equal(a[-1][0], c[-1][0])
+
+
+def test_fused_path_equals_eager_reference():
+    eager = _run(VecEnv(make("pendulum"), 16, seed=0, max_steps=9), 30)
+    fused = _run(VecEnv(make("pendulum"), 16, seed=0, max_steps=9, fused=True), 30)
+    for x, y in zip(eager, fused):
+        for s, t in zip(x, y):
+            torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-5)
+
+
+def test_set_state_and_float64():
+    venv = VecEnv(make("pendulum", dtype=torch.float64), 2, seed=0)
+    x = torch.tensor([[0.1, 0.0], [3.0, -1.0]], dtype=torch.float64)
+    obs = venv.set_state(x)
+    assert obs.dtype == torch.float64
+    torch.testing.assert_close(venv.state, x)
+    with pytest.raises(ValueError, match="x: expected shape"):
+        venv.set_state(torch.zeros(3, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize(
+    ("u", "exc", "match"),
+    [
+        (torch.zeros(4, 2), ValueError, "u: expected shape"),
+        (torch.zeros(4), ValueError, "u: expected shape"),
+        (torch.zeros(4, 1, dtype=torch.int64), TypeError, "u: expected a floating dtype"),
+        (torch.full((4, 1), float("nan")), ValueError, "u: action contains NaN"),
+        (torch.zeros(4, 1, device="meta"), ValueError, "u: tensor is on meta"),
+        ([[0.0]] * 4, TypeError, "u: expected a torch.Tensor"),
+    ],
+)
+def test_validate_rejects_bad_actions(u, exc, match):
+    venv = VecEnv(make("pendulum"), 4, seed=0)
+    venv.reset()
+    with pytest.raises(exc, match=match):
+        venv.step(u)
+
+
+def test_bad_constructor_arguments():
+    env = make("pendulum")
+    with pytest.raises(ValueError, match="num_envs"):
+        VecEnv(env, 0)
+    with pytest.raises(TypeError, match="env: expected a diffctl Env"):
+        VecEnv("pendulum", 4)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_steps"):
+        VecEnv(env, 2, max_steps=0)
+    with pytest.raises(RuntimeError, match="reset"):
+        VecEnv(env, 2).step(torch.zeros(2, 1))
