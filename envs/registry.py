@@ -13,6 +13,13 @@ __all__ = ["make", "register", "registered_names"]
 # name -> "module:attr" (imported lazily) or a callable returning an Env.
 _REGISTRY: dict[str, str | Callable[..., Env]] = {
     "pendulum": "diffctl.envs.pendulum:Pendulum",
+    "cartpole": "diffctl.envs.cartpole:CartPole",
+    "cartpole-continuous": "diffctl.envs.cartpole:CartPoleContinuous",
+    "acrobot": "diffctl.envs.acrobot:Acrobot",
+    "mountaincar-continuous": "diffctl.envs.mountaincar:MountainCarContinuous",
+    "linear": "diffctl.envs.linear:Linear",
+    "car": "diffctl.envs.car:Car",
+    "reacher": "diffctl.envs.reacher:Reacher",
 }
 
 

@@ -28,8 +28,10 @@ def main(argv: list[str]) -> int:
     names = list(BENCHES) if name == "all" else [name]
     for n in names:
         if n not in BENCHES:
-            print(f"diffctl bench: unknown benchmark {n!r}; known: {', '.join(BENCHES)}, all",
-                  file=sys.stderr)
+            print(
+                f"diffctl bench: unknown benchmark {n!r}; known: {', '.join(BENCHES)}, all",
+                file=sys.stderr,
+            )
             return 2
     results = {}
     for n in names:

@@ -1,0 +1,23 @@
+"""diffctl.data: trajectories, rollouts, returns, replay buffer, datasets, normalisers."""
+
+from .buffer import ReplayBuffer
+from .dataset import load_dataset, save_dataset, spec_to_dict
+from .normalize import RunningNormalizer
+from .returns import discounted_returns, gae, rewards_to_go, td_lambda
+from .rollout import Policy, rollout
+from .trajectory import Trajectory
+
+__all__ = [
+    "Policy",
+    "ReplayBuffer",
+    "RunningNormalizer",
+    "Trajectory",
+    "discounted_returns",
+    "gae",
+    "load_dataset",
+    "rewards_to_go",
+    "rollout",
+    "save_dataset",
+    "spec_to_dict",
+    "td_lambda",
+]

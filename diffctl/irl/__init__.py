@@ -1,0 +1,51 @@
+"""Reward learning from demonstrations: MaxEnt IRL (exact on finite MDPs, sampled on continuous
+envs), apprenticeship learning / max-margin, GAIL / AIRL, imitation through differentiable MPC,
+behavioural cloning, and the ``RewardModel`` they produce (``load_reward`` reads its file)."""
+
+from .bc import BCConfig, BCPolicy, BCResult, behavioural_cloning
+from .demos import check_demos, empirical_initial, empirical_occupancy, finite_demo_states
+from .margin import (
+    MarginResult,
+    MaxMarginConfig,
+    ProjectionConfig,
+    max_margin_irl,
+    max_margin_loss,
+    projection_irl,
+)
+from .maxent import (
+    MaxEntConfig,
+    MaxEntResult,
+    SampledMaxEntConfig,
+    SampledMaxEntResult,
+    expected_value_difference,
+    maxent_irl,
+    maxent_irl_sampled,
+)
+from .reward import RewardConfig, RewardModel, load_reward
+
+__all__ = [
+    "BCConfig",
+    "BCPolicy",
+    "BCResult",
+    "behavioural_cloning",
+    "check_demos",
+    "empirical_initial",
+    "empirical_occupancy",
+    "finite_demo_states",
+    "MarginResult",
+    "MaxMarginConfig",
+    "ProjectionConfig",
+    "max_margin_irl",
+    "max_margin_loss",
+    "projection_irl",
+    "MaxEntConfig",
+    "MaxEntResult",
+    "SampledMaxEntConfig",
+    "SampledMaxEntResult",
+    "expected_value_difference",
+    "maxent_irl",
+    "maxent_irl_sampled",
+    "RewardConfig",
+    "RewardModel",
+    "load_reward",
+]
