@@ -121,7 +121,11 @@ class Env:
                     f"known: {sorted(self.params)}"
                 )
             ref = self.params[name]
-            t = torch.as_tensor(value)
+            try:
+                # numbers and lists go straight to the env's dtype (no float32 detour)
+                t = value if isinstance(value, Tensor) else torch.as_tensor(value, dtype=self.dtype)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise TypeError(f"{name}: expected a real number or tensor, got {value!r}") from e
             if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
                 raise TypeError(f"{name}: expected a real number or tensor, got dtype {t.dtype}")
             if t.shape != ref.shape:
