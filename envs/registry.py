@@ -16,6 +16,7 @@ _REGISTRY: dict[str, str | Callable[..., Env]] = {
     "cartpole": "diffctl.envs.cartpole:CartPole",
     "cartpole-continuous": "diffctl.envs.cartpole:CartPoleContinuous",
     "acrobot": "diffctl.envs.acrobot:Acrobot",
+    "acrobot-continuous": "diffctl.envs.acrobot:AcrobotContinuous",
     "mountaincar-continuous": "diffctl.envs.mountaincar:MountainCarContinuous",
     "linear": "diffctl.envs.linear:Linear",
     "car": "diffctl.envs.car:Car",
