@@ -92,6 +92,9 @@ class Env:
     """
 
     default_params: ClassVar[dict[str, Any]] = {}
+    #: Whether ``reward(x, u, x_next)`` reads ``x_next``. Planners on a learned model use it:
+    #: a stage cost that ignores ``x_next`` need not differentiate through the model.
+    reward_uses_next_state: ClassVar[bool] = True
     spec: EnvSpec
 
     def __init__(

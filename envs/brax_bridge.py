@@ -255,16 +255,24 @@ class _Op:
 
 
 class _JaxFunction(torch.autograd.Function):
-    """Autograd through an ``_Op``: forward by the jitted function, backward by ``jax.vjp``."""
+    """Autograd through an ``_Op``: forward by the jitted function, backward by ``jax.vjp``.
+
+    Supports ``torch.func.vmap`` (and so ``is_grads_batched``): every input and output of an
+    ``_Op`` is a batch of independent rows, so a vmapped call flattens the vmapped dimension
+    into the row batch.
+    """
 
     @staticmethod
-    def forward(ctx: Any, op: _Op, *inputs: Tensor) -> tuple[Tensor, ...]:
-        outs = op.forward(*inputs)
+    def forward(op: _Op, *inputs: Tensor) -> tuple[Tensor, ...]:
+        return op.forward(*inputs)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        op, *tensors = inputs
         ctx.op = op
-        ctx.save_for_backward(*inputs)
-        ctx.out_meta = [(o.shape, o.dtype) for o in outs]
-        ctx.mark_non_differentiable(*(outs[i] for i in op.nondiff))
-        return outs
+        ctx.save_for_backward(*tensors)
+        ctx.out_meta = [(o.shape, o.dtype) for o in output]
+        ctx.mark_non_differentiable(*(output[i] for i in op.nondiff))
 
     @staticmethod
     def backward(ctx: Any, *grads: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -276,6 +284,19 @@ class _JaxFunction(torch.autograd.Function):
         )
         gin = _JaxFunction.apply(ctx.op.grad(len(cts)), *inputs, *cts)
         return (None, *(g if need else None for g, need in zip(gin, ctx.needs_input_grad[1:])))
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[int | None, ...], op: _Op, *inputs: Tensor
+    ) -> tuple[tuple[Tensor, ...], tuple[int, ...]]:
+        V = info.batch_size
+        flat = []
+        for t, d in zip(inputs, in_dims[1:]):
+            t = t.movedim(d, 0) if d is not None else t.expand(V, *t.shape)
+            flat.append(t.reshape(V * t.shape[1], *t.shape[2:]))
+        outs = _JaxFunction.apply(op, *flat)
+        outs = tuple(o.reshape(V, -1, *o.shape[1:]) for o in outs)
+        return outs, (0,) * len(outs)
 
 
 # ---------------------------------------------------------------------- compiled core

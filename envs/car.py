@@ -44,6 +44,7 @@ class Car(Env):
     (``[gx, gy, gyaw]``)."""
 
     default_params = {"wheelbase": 2.5, "goal": [5.0, 5.0, math.pi / 2]}
+    reward_uses_next_state = False
 
     def __init__(
         self,

@@ -41,6 +41,8 @@ SWING_WALL_SHARPNESS = 20.0
 
 
 class _CartPoleBase(Env):
+    reward_uses_next_state = False
+
     default_params = {
         "gravity": 9.8,
         "masscart": 1.0,

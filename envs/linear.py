@@ -62,6 +62,8 @@ class Linear(Env):
         init_scale: start states are ``U(-init_scale, init_scale)^nx``.
     """
 
+    reward_uses_next_state = False
+
     default_params: dict[str, Any] = {}
 
     def __init__(

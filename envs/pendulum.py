@@ -23,6 +23,7 @@ class Pendulum(Env):
     """Gymnasium ``Pendulum-v1`` in batched torch; ``params``: ``g``, ``m``, ``l``."""
 
     default_params = {"g": 10.0, "m": 1.0, "l": 1.0}
+    reward_uses_next_state = False
 
     def __init__(
         self,

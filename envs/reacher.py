@@ -39,6 +39,8 @@ class Reacher(Env):
     """Planar two-link arm; ``params``: ``m1``, ``m2``, ``l1``, ``l2``, ``damping`` and
     ``target`` (``[x, y]`` in m)."""
 
+    reward_uses_next_state = False
+
     default_params = {
         "m1": 1.0,
         "m2": 1.0,

@@ -67,10 +67,16 @@ def _evaluate_planner(spec: TaskSpec, env, planner) -> dict[str, Any]:
 
 
 def _reward_cost(env, dynamics=None):
-    """Planning cost ``-r(x, u, f(x, u))`` with ``f`` the planner's dynamics (a model's)."""
+    """Planning cost ``-r(x, u, f(x, u))`` with ``f`` the planner's dynamics (a model's).
+
+    When the env's reward ignores ``x_next`` the cost skips ``f``, so the planner's exact
+    cost Hessian does not differentiate through a learned model.
+    """
     from diffctl.control import FunctionCost
 
     f = env._dynamics if dynamics is None else dynamics
+    if not env.reward_uses_next_state:
+        return FunctionCost(lambda x, u: -env._reward(x, u, x))
     return FunctionCost(lambda x, u: -env._reward(x, u, f(x, u)))
 
 
