@@ -104,7 +104,10 @@ def sample_efficiency_lines(rows: list[Row]) -> list[str]:
         thr = THRESHOLDS.get(env)
         if thr is None:
             continue
-        mb = [r for r in rows if r.env == env and r.method.endswith(("-ensemble", "-linear"))]
+        mb = [
+            r for r in rows
+            if r.env == env and (r.method == "mbrl" or r.method.endswith(("-ensemble", "-linear")))
+        ]  # fmt: skip
         ppo = [r for r in rows if r.env == env and r.method == "ppo"]
         good = [r for r in mb if r.mean_return >= thr]
         if not good:

@@ -34,6 +34,8 @@ PLANNER_SETTINGS: dict[str, dict[str, Any]] = {
 }
 # Transitions logged by the exploratory policy at budget 1.
 LOG_STEPS = 2000
+# Planning episodes of the model-based loop at budget 1 (after one random episode).
+MBRL_ITERATIONS = 9
 # Model-free training steps at budget 1.
 AGENT_STEPS = {"ppo": 200_000, "sac": 20_000, "ddpg": 20_000, "td3": 20_000}
 
@@ -52,11 +54,16 @@ def _make_env(name: str, device: str):
 def _evaluate_planner(spec: TaskSpec, env, planner) -> dict[str, Any]:
     """Closed-loop episodes of an ``MPCPolicy`` around ``planner`` on the true env."""
     from diffctl.control import MPCPolicy
+
+    return _evaluate_policy(spec, env, MPCPolicy(planner, warm_start=True))
+
+
+def _evaluate_policy(spec: TaskSpec, env, policy) -> dict[str, Any]:
+    """Closed-loop episodes of an ``MPCPolicy`` on the true env (seeded starts)."""
     from diffctl.envs import VecEnv
 
     venv = VecEnv(env, spec.episodes, device=spec.device, seed=10_000 + spec.seed, validate=False)
     venv.reset()
-    policy = MPCPolicy(planner, warm_start=True)
     for _ in range(venv.max_steps):
         policy.step(venv)
     stats = venv.episode_statistics()
@@ -84,9 +91,10 @@ def _mpc(env, dynamics, settings: dict[str, Any]):
     from diffctl.control import MPC, MPCConfig
 
     lo, hi = env.spec.action_low, env.spec.action_high
+    bounded = all(math.isfinite(b) for b in lo + hi)
     cfg = MPCConfig(
         horizon=settings["horizon"], max_iter=settings["max_iter"],
-        u_lower=lo if len(lo) > 1 else lo[0], u_upper=hi if len(hi) > 1 else hi[0],
+        u_lower=lo if bounded else None, u_upper=hi if bounded else None,
     )  # fmt: skip
     return MPC(dynamics, _reward_cost(env, dynamics), cfg, nu=env.spec.act_dim)
 
@@ -109,15 +117,18 @@ def _logs(env_name: str, seed: int, budget: float, device: str):
     from diffctl.envs import VecEnv
 
     env = _make_env(env_name, device)
-    steps = max(int(LOG_STEPS * budget), env.spec.max_steps)
-    episodes = max(steps // env.spec.max_steps, 1)
+    # at least two episodes, so fitting can hold one out for validation
+    episodes = max(int(LOG_STEPS * budget) // env.spec.max_steps, 2)
     venv = VecEnv(env, episodes, device=device, seed=seed, validate=False)
     g = torch.Generator(device=device).manual_seed(seed)
     low, high = env.spec.action_bounds(device, env.dtype)
+    bounded = bool(torch.isfinite(low).all() and torch.isfinite(high).all())
 
     def random_policy(obs: torch.Tensor) -> torch.Tensor:
-        r = torch.rand(obs.shape[0], env.spec.act_dim, generator=g, device=device)
-        return low + (high - low) * r
+        shape = (obs.shape[0], env.spec.act_dim)
+        if not bounded:  # unbounded actions: a unit Gaussian
+            return torch.randn(shape, generator=g, device=device)
+        return low + (high - low) * torch.rand(shape, generator=g, device=device)
 
     return rollout(venv, random_policy, env.spec.max_steps)
 
@@ -199,15 +210,74 @@ def _agent_row(algo: str) -> Callable[[TaskSpec], dict[str, Any]]:
     return run
 
 
+def mbrl_row(spec: TaskSpec) -> dict[str, Any]:
+    """The model-based loop (``diffctl.models.mbrl``): one random episode, then plan with CEM
+    on a model refitted after every episode; its last policy is evaluated like the others."""
+    from diffctl.models.mbrl import MBRLConfig, mbrl
+
+    env = _make_env(spec.env, spec.device)
+    iterations = max(round(MBRL_ITERATIONS * spec.budget), 1)
+    cfg = MBRLConfig(env=spec.env, iterations=iterations, seed=spec.seed, progress=False)
+    result = mbrl(cfg, env=env)
+    assert result.policy is not None  # iterations >= 1
+    result.policy.reset()
+    out = _evaluate_policy(spec, env, result.policy)
+    t0 = 0.0
+    curve = []
+    for h in result.history:
+        t0 += h["fit_time"] + h["episode_time"]
+        curve.append({"env_steps": float(h["env_steps"]), "wall_time": t0,
+                      "return": float(h["return"])})  # fmt: skip
+    steps = int(result.history[-1]["env_steps"])
+    return {**out, "env_steps": steps, "curve": curve,
+            "notes": f"{cfg.model} model + {cfg.planner}, refit each of {len(result.history)} "
+                     "episodes"}  # fmt: skip
+
+
+def mpc_irl(spec: TaskSpec) -> dict[str, Any]:
+    """Learn a cost from MPC demos by imitation through the differentiable MPC, re-plan with it.
+
+    The expert is the true-dynamics MPC (cold-started, as the imitating MPC is); the learned
+    cost is a quadratic ``RewardModel`` (Amos et al. 2018, Sec. 5.2). Env steps: the demos'.
+    """
+    from diffctl.control import MPC, MPCConfig, MPCPolicy
+    from diffctl.data import rollout
+    from diffctl.irl import MPCImitationConfig, mpc_imitation
+
+    env = _make_env(spec.env, spec.device)
+    horizon, iters = 10, 10
+    expert = MPCPolicy(
+        MPC(env, _reward_cost(env), MPCConfig(horizon=horizon, max_iter=iters)), warm_start=False
+    )
+    g = torch.Generator(device=spec.device).manual_seed(spec.seed)
+    steps = max(int(240 * spec.budget), 40)
+    demos = rollout(env, expert, 40, num_envs=max(steps // 40, 1), generator=g)
+    angle_dims = (0,) if spec.env == "pendulum" else ()
+    cfg = MPCImitationConfig(
+        iterations=4, lr=1.0, horizon=horizon, mpc_iters=iters, optimizer="lbfgs",
+        angle_dims=angle_dims, seed=spec.seed,
+    )  # fmt: skip
+    result = mpc_imitation(env, demos, cfg)
+    out = _evaluate_policy(spec, env, result.policy(horizon, iters))
+    loss0, loss1 = result.history[0]["loss"], result.history[-1]["loss"]
+    return {
+        **out,
+        "env_steps": demos.rewards.numel(),
+        "notes": f"cost learned from MPC demos (imitation loss {loss0:.2g} -> {loss1:.2g})",
+    }
+
+
 METHODS: dict[str, Callable[[TaskSpec], dict[str, Any]]] = {
     "mpc": mpc_true,
     "cem": cem_true,
     "mpc-ensemble": _model_row("ensemble", "mpc"),
     "cem-ensemble": _model_row("ensemble", "cem"),
     "mpc-linear": _model_row("linear", "mpc"),
+    "mbrl": mbrl_row,
     "ppo": _agent_row("ppo"),
     "sac": _agent_row("sac"),
     "ddpg": _agent_row("ddpg"),
+    "mpc-irl": mpc_irl,
 }
-DEFAULT_METHODS: tuple[str, ...] = tuple(METHODS)
-IRL_METHODS: tuple[str, ...] = ()
+IRL_METHODS: tuple[str, ...] = ("mpc-irl",)
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in IRL_METHODS)

@@ -1,5 +1,6 @@
 """diffctl.models: learned dynamics (linear least squares, MLP, PETS ensemble, grey-box system
-identification), ``fit``/``evaluate``, checkpoints and the model-based RL loop."""
+identification), ``fit``/``evaluate`` and checkpoints. The model-based RL loop, which plans with
+``diffctl.control``, is ``diffctl.models.mbrl`` (imported on its own)."""
 
 from .base import DynamicsModel, Standardizer, angle_features
 from .checkpoint import MODEL_KINDS, build_model, load_model, save_model
@@ -8,7 +9,7 @@ from .ensemble import TS_MODES, EnsembleDynamics, EnsembleLinear
 from .greybox import GreyBoxModel
 from .linear import LinearModel
 from .mlp import MLPDynamics
-from .training import FitConfig, FitResult, evaluate, fit
+from .training import FitConfig, FitResult, evaluate, fit, train_val_split
 
 __all__ = [
     "DynamicsModel",
@@ -27,6 +28,7 @@ __all__ = [
     "FitResult",
     "fit",
     "evaluate",
+    "train_val_split",
     "save_model",
     "load_model",
     "build_model",

@@ -1,0 +1,198 @@
+"""``diffctl fit``: fit a dynamics model to a logged dataset and save it.
+
+Example::
+
+    diffctl collect --env pendulum --episodes 100 --out logs.npz
+    diffctl fit --data logs.npz --model mlp --angle-dims 0 --out model.pt
+
+Prints a table of the metrics (one-step MSE, normalised ``k``-step open-loop error, ...) and
+writes the model checkpoint (``--out``), ``<out>.json`` (history, metrics, settings) and
+``<out>.png`` (open-loop predictions against a held-out episode) beside it. ``--model greybox``
+identifies the physical parameters ``--params`` of ``--env`` (default: the dataset's env).
+The checkpoint's metadata records the env and which logged signal is the state
+(``states``/``obs``), which ``diffctl plan --model`` needs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+import tyro
+
+from diffctl.bench.common import format_table
+from diffctl.data import load_dataset
+from diffctl.envs import make
+from diffctl.models import (
+    DynamicsModel,
+    EnsembleDynamics,
+    FitConfig,
+    GreyBoxModel,
+    LinearModel,
+    MLPDynamics,
+    fit,
+    save_model,
+    train_val_split,
+    transitions_from,
+)
+
+__all__ = ["FitCommandConfig", "build", "main", "HELP"]
+
+HELP = "fit a dynamics model (linear|mlp|ensemble|greybox) to a dataset and save it"
+
+
+@dataclass(frozen=True)
+class FitCommandConfig:
+    """Flags of ``diffctl fit`` (the training flags are ``FitConfig``'s fields)."""
+
+    data: Path
+    """dataset (.npz) written by ``diffctl collect`` / ``diffctl.data.save_dataset``."""
+    model: Literal["linear", "mlp", "ensemble", "greybox"] = "mlp"
+    """model kind."""
+    out: Path = Path("model.pt")
+    """checkpoint to write (``.json`` and ``.png`` go beside it)."""
+    env: str | None = None
+    """env of the data (default: the dataset's metadata); needed by greybox."""
+    params: tuple[str, ...] = ()
+    """greybox: env parameters to identify (default: all)."""
+    hidden: tuple[int, ...] = (200, 200)
+    """mlp/ensemble: hidden layer widths."""
+    num_members: int = 5
+    """ensemble: number of members."""
+    angle_dims: tuple[int, ...] = ()
+    """mlp/ensemble: state components that are angles (fed as sin/cos)."""
+    ridge: float = 1e-6
+    """linear: ridge penalty on [A B]."""
+    plot: bool = True
+    """write the prediction plot."""
+    fit: Annotated[FitConfig, tyro.conf.OmitArgPrefixes] = FitConfig()
+
+
+def build(
+    config: FitCommandConfig, state_dim: int, act_dim: int, env_name: str | None
+) -> DynamicsModel:
+    """The untrained model the flags describe."""
+    if config.model == "linear":
+        return LinearModel(state_dim, act_dim, ridge=config.ridge)
+    if config.model == "mlp":
+        return MLPDynamics(state_dim, act_dim, hidden=config.hidden, angle_dims=config.angle_dims)
+    if config.model == "ensemble":
+        return EnsembleDynamics(
+            state_dim,
+            act_dim,
+            num_members=config.num_members,
+            hidden=config.hidden,
+            angle_dims=config.angle_dims,
+        )
+    if env_name is None:
+        raise ValueError("env: greybox needs the env (give --env or a dataset with meta 'env')")
+    return GreyBoxModel(make(env_name), list(config.params) or None)
+
+
+def _plot(path: Path, model: DynamicsModel, data: Any, horizon: int) -> None:
+    """True vs open-loop predicted states of the first held-out episode (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = int(min(horizon, data.lengths[0]))
+    with torch.no_grad():
+        pred = model.rollout(data.x[:1], data.u[:k, None])[:, 0].cpu()
+    true = torch.cat([data.x[:1], data.x_next[:k]]).cpu()
+    nx = true.shape[1]
+    fig, axes = plt.subplots(nx, 1, figsize=(7, 2.0 * nx), sharex=True, squeeze=False)
+    for i in range(nx):
+        ax = axes[i, 0]
+        ax.plot(true[:, i], label="logged", color="k")
+        ax.plot(pred[:, i], label=f"{model.kind} (open loop)", color="C1", linestyle="--")
+        ax.set_ylabel(f"x[{i}]")
+    axes[0, 0].legend(loc="best")
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(f"{k}-step open-loop prediction on a held-out episode")
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def run(config: FitCommandConfig) -> dict[str, Any]:
+    """Fit, save and plot; returns the metrics."""
+    if not config.out.parent.is_dir():
+        raise FileNotFoundError(f"out: directory {str(config.out.parent)!r} does not exist")
+    traj, data_meta = load_dataset(config.data)
+    env_name = config.env or data_meta.get("env")
+    source = config.fit.source
+    if source == "auto":
+        source = "states" if traj.states is not None else "obs"
+    x = traj.states if source == "states" else traj.obs
+    if x is None:
+        raise ValueError(f"source: the dataset has no {source!r}")
+    act_dim = traj.actions.shape[-1] if traj.actions.is_floating_point() else 0
+    if act_dim == 0:
+        raise ValueError("data: discrete actions; dynamics models need continuous actions")
+    model = build(config, x.shape[-1], act_dim, env_name)
+    result = fit(model, traj, config.fit)
+    meta = {
+        "env": env_name,
+        "source": source,
+        "dataset": str(config.data),
+        "metrics": result.metrics,
+        "fit_config": asdict(config.fit),
+    }
+    save_model(config.out, model, meta)
+    _write_json(
+        config.out.with_suffix(".json"),
+        {"history": result.history, "metrics": result.metrics, "meta": meta},
+    )
+    if config.plot:
+        data = transitions_from(traj, source=source)
+        train, val = train_val_split(data, config.fit)
+        _plot(
+            config.out.with_suffix(".png"),
+            model,
+            val if val is not None else train,
+            config.fit.eval_horizon,
+        )
+    return result.metrics
+
+
+def main(argv: list[str]) -> int:
+    try:
+        config = tyro.cli(FitCommandConfig, args=argv, prog="diffctl fit", description=HELP)
+    except SystemExit as e:  # --help, or a flag tyro rejected (it printed why)
+        return int(e.code or 0)
+    except (ValueError, TypeError) as e:  # a field rejected by FitConfig.__post_init__
+        print(f"diffctl fit: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        metrics = run(config)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"diffctl fit: error: {e}", file=sys.stderr)
+        return 2
+    rows = [
+        {"metric": k, "value": f"{v:.6g}" if isinstance(v, float) else v}
+        for k, v in metrics.items()
+    ]
+    print(format_table(rows))
+    print(f"wrote {config.out}" + (f", {config.out.with_suffix('.png')}" if config.plot else ""))
+    return 0

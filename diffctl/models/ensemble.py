@@ -1,0 +1,241 @@
+"""``EnsembleDynamics``: probabilistic ensemble of Gaussian-output networks (PETS).
+
+Chua, Calandra, McAllister, Levine, "Deep Reinforcement Learning in a Handful of Trials using
+Probabilistic Dynamics Models", NeurIPS 2018:
+- each member outputs a Gaussian over the (standardised) state change, trained with the Gaussian
+  negative log-likelihood (Eq. 1) on its own bootstrap resample of the data;
+- the log-variance is soft-bounded between learned ``max_logvar`` / ``min_logvar`` with softplus
+  (Appendix A.1), which get a small loss term pulling them together;
+- trajectory sampling (Sec. 4.2): every particle is propagated by one member, either re-drawn
+  every step (TS-1) or fixed for the whole trajectory (TS-inf).
+
+All members run as one batched matmul per layer (weights ``[E, in, out]``), never a Python
+loop over members.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import DynamicsModel, Standardizer, angle_features
+from .mlp import ACTIVATIONS, _check_arch
+
+__all__ = ["EnsembleDynamics", "EnsembleLinear", "TS_MODES"]
+
+TS_MODES = ("ts1", "tsinf")
+
+
+class EnsembleLinear(nn.Module):
+    """``E`` independent affine layers as one batched matmul: ``[E, N, in] -> [E, N, out]``."""
+
+    def __init__(self, num_members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)  # torch.nn.Linear's default init range, per member
+        self.weight = nn.Parameter(
+            torch.empty(num_members, in_dim, out_dim).uniform_(-bound, bound)
+        )
+        self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.matmul(h, self.weight) + self.bias
+
+
+class EnsembleDynamics(DynamicsModel):
+    """PETS probabilistic ensemble; ``forward`` returns the ensemble-mean next state.
+
+    Args:
+        state_dim, act_dim: ``nx``, ``nu``.
+        num_members: ensemble size ``E``.
+        hidden, activation, angle_dims: as in ``MLPDynamics``.
+        max_logvar, min_logvar: initial soft bounds of the standardised log-variance.
+        logvar_bound_weight: weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss.
+    """
+
+    kind = "ensemble"
+
+    def __init__(
+        self,
+        state_dim: int,
+        act_dim: int,
+        *,
+        num_members: int = 5,
+        hidden: Sequence[int] = (200, 200),
+        activation: str = "silu",
+        angle_dims: Sequence[int] = (),
+        max_logvar: float = 0.5,
+        min_logvar: float = -10.0,
+        logvar_bound_weight: float = 0.01,
+    ) -> None:
+        super().__init__(state_dim, act_dim)
+        hidden = tuple(hidden)
+        angle_dims = tuple(int(i) for i in angle_dims)
+        _check_arch(hidden, activation, angle_dims, state_dim)
+        if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
+            raise ValueError(f"num_members: expected a positive int, got {num_members!r}")
+        if not max_logvar > min_logvar:
+            raise ValueError(
+                f"max_logvar: must exceed min_logvar, got {max_logvar} <= {min_logvar}"
+            )
+        if not logvar_bound_weight >= 0:
+            raise ValueError(f"logvar_bound_weight: expected >= 0, got {logvar_bound_weight}")
+        self.num_members = num_members
+        self.hidden = hidden
+        self.activation = activation
+        self.angle_dims = angle_dims
+        self.logvar_bound_weight = float(logvar_bound_weight)
+        in_dim = state_dim + len(angle_dims) + act_dim
+        self.in_norm = Standardizer(in_dim)
+        self.out_norm = Standardizer(state_dim)
+        layers: list[nn.Module] = []
+        for h in hidden:
+            layers += [EnsembleLinear(num_members, in_dim, h), ACTIVATIONS[activation]()]
+            in_dim = h
+        layers.append(EnsembleLinear(num_members, in_dim, 2 * state_dim))
+        self.net = nn.Sequential(*layers)
+        self.max_logvar = nn.Parameter(torch.full((state_dim,), float(max_logvar)))
+        self.min_logvar = nn.Parameter(torch.full((state_dim,), float(min_logvar)))
+
+    # ------------------------------------------------------------------ core
+    def _features(self, x: Tensor, u: Tensor) -> Tensor:
+        return self.in_norm.normalize(torch.cat([angle_features(x, self.angle_dims), u], dim=-1))
+
+    def _gaussian(self, feats: Tensor) -> tuple[Tensor, Tensor]:
+        """Standardised member means and log-variances ``[E, N, nx]`` for ``feats [E, N, F]``."""
+        out = self.net(feats)
+        mean, raw = out[..., : self.state_dim], out[..., self.state_dim :]
+        # soft bounds (PETS, Appendix A.1)
+        logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
+        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def _all_members(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """All members on all rows of ``x [..., nx]``: standardised mean, logvar ``[E, N, nx]``."""
+        feats = self._features(x, u).reshape(1, -1, self.in_norm.mean.shape[0])
+        return self._gaussian(feats.expand(self.num_members, -1, -1))
+
+    def forward(self, x: Tensor, u: Tensor, member: Tensor | None = None) -> Tensor:
+        """Ensemble-mean next state ``[..., nx]``; with ``member`` (int64 ``[...]``), the mean
+        prediction of each row's own member instead (the planners' ensemble calling convention;
+        it evaluates every member on every row, ``sample`` is the cheaper TS path)."""
+        mean, _ = self._all_members(x, u)
+        delta = self.out_norm.denormalize(mean)  # [E, N, nx]
+        if member is None:
+            delta = delta.mean(0)
+        else:
+            idx = member.reshape(1, -1, 1).expand(1, delta.shape[1], self.state_dim)
+            delta = torch.gather(delta, 0, idx)[0]
+        return x + delta.reshape(x.shape)
+
+    def member_predictions(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-member next-state mean and aleatoric variance, both ``[E, ..., nx]``."""
+        mean, logvar = self._all_members(x, u)
+        shape = (self.num_members, *x.shape)
+        mu = x + self.out_norm.denormalize(mean).reshape(shape)
+        var = (logvar.exp() * self.out_norm.std**2).reshape(shape)
+        return mu, var
+
+    def mean(self, x: Tensor, u: Tensor) -> Tensor:
+        """Ensemble-mean next state ``[..., nx]`` (what ``forward`` returns)."""
+        return self(x, u)
+
+    def spread(self, x: Tensor, u: Tensor) -> Tensor:
+        """Epistemic spread: standard deviation of the member means, ``[..., nx]``."""
+        mu, _ = self.member_predictions(x, u)
+        return mu.std(0, unbiased=False)
+
+    def sample(
+        self,
+        x: Tensor,
+        u: Tensor,
+        *,
+        mode: str = "tsinf",
+        noise: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Trajectory-sampling step (PETS Sec. 4.2) of ``N`` particles ``x [..., nx]``.
+
+        Row ``i`` of the flattened batch is propagated by member ``i % E`` (``"tsinf"``: the same
+        member at every call, so a particle keeps its member over a trajectory) or by a member
+        re-drawn at every call (``"ts1"``: a random balanced assignment). With ``noise`` the
+        output is a sample of that member's Gaussian, else its mean. Returns ``[..., nx]``.
+
+        With a sampling planner's ``particles = P`` (a multiple of ``E``) every sampled action
+        sequence is rolled out by ``P / E`` particles of each member (its rows are consecutive).
+        """
+        if mode not in TS_MODES:
+            raise ValueError(f"mode: expected one of {TS_MODES}, got {mode!r}")
+        e = self.num_members
+        feats = self._features(x, u)
+        f_dim = feats.shape[-1]
+        feats = feats.reshape(-1, f_dim)
+        n = feats.shape[0]
+        perm = None
+        if mode == "ts1":
+            perm = torch.randperm(n, generator=generator, device=feats.device)
+            feats = feats[perm]
+        pad = -n % e  # zero rows so that row k * E + m -> member m fills [E, ceil(N / E), F]
+        if pad:
+            feats = torch.cat([feats, feats.new_zeros(pad, f_dim)])
+        m = (n + pad) // e
+        mean, logvar = self._gaussian(feats.reshape(m, e, f_dim).transpose(0, 1))
+        if noise:  # aleatoric sample of the member's Gaussian
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            mean = mean + torch.exp(0.5 * logvar) * eps
+        delta = self.out_norm.denormalize(mean).transpose(0, 1).reshape(m * e, self.state_dim)
+        delta = delta[:n]
+        if perm is not None:
+            delta = delta[torch.argsort(perm)]
+        return x + delta.reshape(x.shape)
+
+    def sampler(
+        self, mode: str = "tsinf", noise: bool = True, generator: torch.Generator | None = None
+    ) -> Callable[[Tensor, Tensor], Tensor]:
+        """A dynamics callable ``(x, u) -> x_next`` that calls ``sample`` with these settings."""
+        if mode not in TS_MODES:
+            raise ValueError(f"mode: expected one of {TS_MODES}, got {mode!r}")
+
+        def step(x: Tensor, u: Tensor) -> Tensor:
+            return self.sample(x, u, mode=mode, noise=noise, generator=generator)
+
+        return step
+
+    # ------------------------------------------------------------------ training
+    def prepare(self, x: Tensor, u: Tensor, x_next: Tensor) -> None:
+        self.in_norm.fit(torch.cat([angle_features(x, self.angle_dims), u], dim=-1))
+        self.out_norm.fit(x_next - x)
+
+    def bootstrap_indices(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Bootstrap resample (with replacement) of ``n`` rows for every member: ``[E, n]``."""
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        idx = torch.randint(0, n, (self.num_members, n), generator=generator, device=gen_device)
+        return idx.to(self.max_logvar.device)
+
+    def loss(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
+        """Gaussian NLL (PETS Eq. 1, up to constants) plus the log-variance bound term.
+
+        ``x, u, x_next`` are ``[E, N, ...]`` (member ``m`` trains on row ``m``, its bootstrap
+        minibatch) or ``[N, ...]`` (every member on the same rows).
+        """
+        feats = self._features(x, u)
+        if feats.dim() == 2:
+            feats = feats.expand(self.num_members, -1, -1)
+        mean, logvar = self._gaussian(feats)
+        target = self.out_norm.normalize(x_next - x)
+        nll = ((mean - target) ** 2 * torch.exp(-logvar) + logvar).mean()
+        return nll + self.logvar_bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
+
+    def init_kwargs(self) -> dict[str, Any]:
+        return {
+            **super().init_kwargs(),
+            "num_members": self.num_members,
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "angle_dims": list(self.angle_dims),
+            "logvar_bound_weight": self.logvar_bound_weight,
+        }
