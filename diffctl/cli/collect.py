@@ -93,6 +93,8 @@ def _no_args(name: str, args: Mapping[str, str]) -> None:
 POLICIES: dict[str, PolicyFactory | str] = {
     "random": random_policy,
     "zero": zero_policy,
+    "mpc": "diffctl.irl.experts:mpc_expert",
+    "ppo-checkpoint": "diffctl.irl.experts:ppo_checkpoint_expert",
 }
 
 

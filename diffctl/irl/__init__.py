@@ -2,13 +2,16 @@
 envs), apprenticeship learning / max-margin, GAIL / AIRL, imitation through differentiable MPC,
 behavioural cloning, and the ``RewardModel`` they produce (``load_reward`` reads its file)."""
 
+from .adversarial import AdversarialConfig, AdversarialResult, LearnedRewardRunner, adversarial_irl
 from .bc import BCConfig, BCPolicy, BCResult, behavioural_cloning
 from .demos import check_demos, empirical_initial, empirical_occupancy, finite_demo_states
 from .margin import (
     MarginResult,
     MaxMarginConfig,
     ProjectionConfig,
+    SampledMarginConfig,
     max_margin_irl,
+    max_margin_irl_sampled,
     max_margin_loss,
     projection_irl,
 )
@@ -21,9 +24,14 @@ from .maxent import (
     maxent_irl,
     maxent_irl_sampled,
 )
+from .mpc_imitation import MPCImitationConfig, MPCImitationResult, imitation_mpc, mpc_imitation
 from .reward import RewardConfig, RewardModel, load_reward
 
 __all__ = [
+    "AdversarialConfig",
+    "AdversarialResult",
+    "LearnedRewardRunner",
+    "adversarial_irl",
     "BCConfig",
     "BCPolicy",
     "BCResult",
@@ -36,6 +44,8 @@ __all__ = [
     "MaxMarginConfig",
     "ProjectionConfig",
     "max_margin_irl",
+    "SampledMarginConfig",
+    "max_margin_irl_sampled",
     "max_margin_loss",
     "projection_irl",
     "MaxEntConfig",
@@ -45,6 +55,10 @@ __all__ = [
     "expected_value_difference",
     "maxent_irl",
     "maxent_irl_sampled",
+    "MPCImitationConfig",
+    "MPCImitationResult",
+    "imitation_mpc",
+    "mpc_imitation",
     "RewardConfig",
     "RewardModel",
     "load_reward",

@@ -1,0 +1,241 @@
+"""``diffctl plan``: closed-loop planning in an env with MPC, CEM, MPPI or gradient shooting.
+
+Example::
+
+    diffctl plan --env pendulum --planner mpc --episodes 5 --seed 0 --plot plan.png
+    diffctl plan --env pendulum --planner cem --cem.num-samples 200 --cem.iterations 3
+    diffctl plan --env pendulum --planner mppi --model model.pt   # a learned dynamics model
+
+The episodes run in parallel (one ``VecEnv`` of ``--episodes`` envs, one batched plan per
+control step) from the env's seeded initial states. Prints the return of each episode, their
+mean, the solve time per control step and the fraction of converged solves; ``--plot`` saves
+the states and actions over time. ``--model`` / ``--reward`` plan with a learned dynamics /
+reward model loaded by ``diffctl.models.load_model`` (the real env still runs the episodes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import tyro
+
+from diffctl.bench.common import format_table
+from diffctl.control import (
+    CEM,
+    MPC,
+    MPPI,
+    CEMConfig,
+    MPCConfig,
+    MPCPolicy,
+    MPPIConfig,
+    RewardCost,
+    Shooting,
+    ShootingConfig,
+)
+from diffctl.control.cost import FunctionCost
+from diffctl.envs import Env, VecEnv, make
+
+__all__ = ["PlanCommandConfig", "load_learned", "build_planner", "run", "main", "HELP"]
+
+HELP = "closed-loop planning in an env: mpc|cem|mppi|shooting, returns and solve times"
+
+
+@dataclass(frozen=True)
+class PlanCommandConfig:
+    """Flags of ``diffctl plan`` (each planner's settings are its config's fields)."""
+
+    env: str = "pendulum"
+    """registered env name."""
+    planner: Literal["mpc", "cem", "mppi", "shooting"] = "mpc"
+    """planner driving the receding-horizon controller."""
+    episodes: int = 5
+    """episodes, run in parallel."""
+    seed: int = 0
+    """seed of the initial states and of the sampling planners."""
+    steps: int | None = None
+    """control steps per episode (default: the env's time limit)."""
+    warm_start: bool = True
+    """start each solve from the previous plan shifted by one step."""
+    plot: Path | None = None
+    """save a state/action plot (PNG) here."""
+    model: Path | None = None
+    """plan with a learned dynamics model (a ``diffctl fit`` checkpoint) instead of the env."""
+    reward: Path | None = None
+    """plan with a learned reward model r(x, u, x') instead of the env's reward."""
+    mpc: MPCConfig = MPCConfig()
+    cem: CEMConfig = CEMConfig()
+    mppi: MPPIConfig = MPPIConfig()
+    shooting: ShootingConfig = ShootingConfig()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.episodes, bool) or self.episodes < 1:
+            raise ValueError(f"episodes: expected a positive int, got {self.episodes!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps: expected a positive int, got {self.steps!r}")
+
+
+def load_learned(path: str | os.PathLike, flag: str) -> Callable[..., torch.Tensor]:
+    """Load a learned model for ``--model`` / ``--reward`` via ``diffctl.models.load_model``.
+
+    Raises ``ValueError`` naming the flag when the learned-model package is unavailable or the
+    checkpoint is not a callable model, ``FileNotFoundError`` when the file is missing.
+    """
+    try:
+        from diffctl.models import load_model
+    except ImportError as e:
+        raise ValueError(
+            f"{flag}: learned models need diffctl.models.load_model, which cannot be imported ({e})"
+        ) from e
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag}: no such model file {os.fspath(path)!r}")
+    model = load_model(path)
+    if not callable(model):
+        raise ValueError(f"{flag}: {os.fspath(path)!r} does not hold a callable model")
+    source = getattr(model, "meta", {}).get("source", "states")
+    if source != "states":
+        raise ValueError(
+            f"{flag}: {os.fspath(path)!r} was fitted on {source!r}; planning needs a model of "
+            "the env's state (fit it on states)"
+        )
+    return model.eval() if hasattr(model, "eval") else model
+
+
+def build_planner(
+    config: PlanCommandConfig,
+    env: Env,
+    dynamics: Callable[..., torch.Tensor] | None = None,
+    reward: Callable[..., torch.Tensor] | None = None,
+) -> Any:
+    """The planner the flags describe, on ``dynamics`` (default: the env) and ``reward``
+    (default: the env's reward), within the env's action bounds."""
+    spec = env.spec
+    if spec.discrete:
+        raise ValueError(f"env: {spec.name} has discrete actions; the planners need continuous")
+    dyn: Any = env if dynamics is None else dynamics
+    rew = env.reward if reward is None else reward
+    lo, hi = spec.action_bounds(env.device, env.dtype)
+    nu = spec.act_dim
+    if config.planner == "mpc":
+        if reward is None and dynamics is None:
+            cost: Any = RewardCost(env)
+        else:
+            cost = FunctionCost(lambda x, u: -rew(x, u, dyn(x, u)))
+        return MPC(dyn, cost, config.mpc, nu=nu, u_lower=lo, u_upper=hi)
+    if config.planner == "shooting":
+        return Shooting(dyn, reward=rew, action_low=lo, action_high=hi, config=config.shooting)
+    cfg: Any = config.cem if config.planner == "cem" else config.mppi
+    members = getattr(dynamics, "num_members", 0)
+    if members and cfg.ensemble_size == 0:  # an ensemble: trajectory sampling (PETS TS-inf)
+        cfg = dataclasses.replace(cfg, ensemble_size=members, particles=max(cfg.particles, members))
+    cfg = dataclasses.replace(cfg, seed=config.seed)
+    cls = CEM if config.planner == "cem" else MPPI
+    return cls(dyn, reward=rew, action_low=lo, action_high=hi, config=cfg)
+
+
+def run(config: PlanCommandConfig) -> dict[str, Any]:
+    """Run the episodes; returns returns, mean, solve time, convergence rate, trajectories."""
+    env = make(config.env)
+    dynamics = None if config.model is None else load_learned(config.model, "--model")
+    reward = None if config.reward is None else load_learned(config.reward, "--reward")
+    policy = MPCPolicy(build_planner(config, env, dynamics, reward), warm_start=config.warm_start)
+    steps = config.steps or env.spec.max_steps
+    venv = VecEnv(env, config.episodes, seed=config.seed, max_steps=steps)
+    venv.reset(seed=config.seed)
+    returns = torch.zeros(config.episodes, dtype=env.dtype)
+    states, actions = [venv.state.clone()], []
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        u = policy.act(venv.state, reset=venv.elapsed_steps == 0)
+        _, r, _, _, info = venv.step(u)
+        returns += r
+        actions.append(u.detach().clone())
+        states.append(info["final_state"].clone())
+    wall = time.perf_counter() - t0
+    hist = policy.history
+    return {
+        "returns": returns.tolist(),
+        "mean_return": float(returns.mean()),
+        "std_return": float(returns.std(unbiased=False)),
+        "solve_time": policy.solve_time_per_step(),
+        "converged": sum(h["converged"] for h in hist) / max(len(hist), 1),
+        "wall_time": wall,
+        "states": torch.stack(states),
+        "actions": torch.stack(actions),
+        "dt": env.spec.dt,
+    }
+
+
+def save_plot(
+    path: Path, states: torch.Tensor, actions: torch.Tensor, dt: float, title: str
+) -> None:
+    """State and action traces (``[T+1, N, nx]``, ``[T, N, nu]``) to a PNG, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nx, nu = states.shape[-1], actions.shape[-1]
+    fig, axes = plt.subplots(nx + nu, 1, figsize=(7, 1.8 * (nx + nu)), sharex=True)
+    t = torch.arange(states.shape[0]) * dt
+    for i in range(nx):
+        axes[i].plot(t.numpy(), states[..., i].cpu().numpy(), lw=1)
+        axes[i].set_ylabel(f"x[{i}]")
+    for j in range(nu):
+        axes[nx + j].step(t[:-1].numpy(), actions[..., j].cpu().numpy(), lw=1, where="post")
+        axes[nx + j].set_ylabel(f"u[{j}]")
+    axes[-1].set_xlabel("time [s]")
+    axes[0].set_title(title)
+    fig.tight_layout()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        config = tyro.cli(PlanCommandConfig, args=argv, prog="diffctl plan", description=HELP)
+    except SystemExit as e:  # --help, or a flag tyro rejected (it printed why)
+        return int(e.code or 0)
+    except (ValueError, TypeError) as e:  # a field rejected by a config's __post_init__
+        print(f"diffctl plan: error: {e}", file=sys.stderr)
+        return 2
+    torch.manual_seed(config.seed)
+    try:
+        out = run(config)
+    except (ValueError, TypeError, FileNotFoundError) as e:
+        print(f"diffctl plan: error: {e}", file=sys.stderr)
+        return 2
+    rows = [{"episode": i, "return": r} for i, r in enumerate(out["returns"])]
+    print(format_table(rows))
+    print(
+        f"mean return {out['mean_return']:.2f} +- {out['std_return']:.2f} over "
+        f"{len(rows)} episodes | solve time per step {1e3 * out['solve_time']:.2f} ms | "
+        f"converged {100 * out['converged']:.1f}% | planner {config.planner}"
+    )
+    if config.plot is not None:
+        save_plot(
+            config.plot,
+            out["states"],
+            out["actions"],
+            out["dt"],
+            f"{config.env}: {config.planner}, mean return {out['mean_return']:.1f}",
+        )
+        print(f"wrote {config.plot}")
+    return 0

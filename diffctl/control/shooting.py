@@ -1,0 +1,396 @@
+"""Gradient-based shooting: optimise an open-loop action sequence through the rollout.
+
+``Shooting`` minimises ``J(u_0..u_{T-1}) = sum_t cost(x_t, u_t) + terminal(x_T)`` (or
+``-sum_t r(x_t, u_t, x_{t+1})``) over the actions by backpropagating through the dynamics,
+with Adam (Kingma & Ba 2015), plain gradient descent or L-BFGS (Nocedal 1980). Control bounds
+are kept by projection (``clamp``) or by a ``tanh`` reparametrisation.
+
+With ``unrolled=True`` the optimiser's iterations are themselves recorded by autograd
+(``create_graph=True``), so the returned plan is differentiable w.r.t. the start state and any
+parameter captured by the dynamics or the cost: backpropagation through an optimiser, the
+loop ``x = x - grad(f, x)`` of the lecture notes.
+
+``RolloutObjective`` (dynamics + cost or reward) is shared with the sampling planners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import PlanResult
+from .cost import Cost, as_cost
+
+__all__ = ["RolloutObjective", "ShootingConfig", "Shooting", "action_bounds"]
+
+_OPTIMIZERS = ("adam", "gd", "lbfgs")
+_BOUNDS = ("clamp", "tanh")
+
+
+def _check_x0(x0: Any, nx: int | None = None) -> Tensor:
+    """Validate start states; ``[nx]`` becomes a batch of one. ``nx``: expected state size."""
+    if not isinstance(x0, Tensor):
+        raise TypeError(f"x0: expected a torch.Tensor, got {type(x0).__name__}")
+    if not x0.is_floating_point():
+        raise TypeError(f"x0: expected a floating dtype, got {x0.dtype}")
+    if x0.dim() == 1:
+        x0 = x0.unsqueeze(0)
+    if x0.dim() != 2:
+        raise ValueError(f"x0: expected shape [B, nx] or [nx], got {list(x0.shape)}")
+    if nx is not None and x0.shape[-1] != nx:
+        raise ValueError(
+            f"x0: expected shape [B, {nx}] (the dynamics' state), got {list(x0.shape)}"
+        )
+    if not torch.isfinite(x0.detach()).all():
+        raise ValueError("x0: contains NaN or inf")
+    return x0
+
+
+def action_bounds(
+    action_low: Tensor | float | tuple[float, ...] | None,
+    action_high: Tensor | float | tuple[float, ...] | None,
+    nu: int | None,
+    dynamics: Any = None,
+) -> tuple[Tensor | None, Tensor | None]:
+    """Validate a control box; returns ``(low, high)`` tensors ``[nu]`` or ``(None, None)``.
+
+    Without bounds, an ``Env`` given as ``dynamics`` lends its ``spec`` action bounds.
+    """
+    spec = getattr(dynamics, "spec", None)
+    if action_low is None and action_high is None and getattr(spec, "act_dim", 0) > 0:
+        action_low, action_high = spec.action_low, spec.action_high
+    if action_low is None and action_high is None:
+        return None, None
+    if action_low is None or action_high is None:
+        raise ValueError("action_low/action_high: give both bounds or neither")
+    lo = torch.as_tensor(action_low, dtype=torch.float64)
+    hi = torch.as_tensor(action_high, dtype=torch.float64)
+    if (lo.dim() == 0 or hi.dim() == 0) and nu is None:
+        raise ValueError("nu: scalar action bounds need nu (the number of controls)")
+    lo = lo.expand(nu) if lo.dim() == 0 else lo
+    hi = hi.expand(nu) if hi.dim() == 0 else hi
+    if lo.dim() != 1 or hi.shape != lo.shape:
+        raise ValueError(
+            f"action_low/action_high: expected two [nu] vectors, got {list(lo.shape)} and "
+            f"{list(hi.shape)}"
+        )
+    if nu is not None and lo.shape[0] != nu:
+        raise ValueError(f"action_low: expected {nu} entries (nu), got {lo.shape[0]}")
+    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+        raise ValueError("action_low/action_high: contain NaN or inf (use None for no bound)")
+    if (lo > hi).any():
+        raise ValueError("action_low: must be <= action_high componentwise")
+    return lo, hi
+
+
+class RolloutObjective:
+    """Cost of action sequences under a dynamics model.
+
+    Args:
+        dynamics: ``f(x [N, nx], u [N, nu]) -> [N, nx]`` (an ``Env``, a learned model, any
+            callable with independent rows); with ``member`` given to ``rollout``, it is called
+            as ``f(x, u, member)`` where ``member [N]`` (int64) picks each row's ensemble member.
+        cost: a ``diffctl.control.cost.Cost`` or a callable ``cost(x [N, nx], u [N, nu]) -> [N]``.
+        reward: alternatively ``r(x [N, nx], u [N, nu], x_next [N, nx]) -> [N]``; the cost is
+            ``-sum_t r``. Exactly one of ``cost`` and ``reward``.
+        terminal_cost: optional ``c_T(x_T [N, nx]) -> [N]`` added to the reward-based cost (a
+            ``Cost`` carries its own terminal term).
+
+    Envs are called through their unchecked ``_dynamics`` / ``_reward`` in the hot loop.
+    """
+
+    def __init__(
+        self,
+        dynamics: Callable[..., Tensor],
+        cost: Cost | Callable[[Tensor, Tensor], Tensor] | None = None,
+        reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+        terminal_cost: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        if not callable(dynamics):
+            raise TypeError(f"dynamics: expected a callable f(x, u), got {type(dynamics).__name__}")
+        if (cost is None) == (reward is None):
+            raise ValueError("cost/reward: give exactly one of cost and reward")
+        if reward is not None and not callable(reward):
+            raise TypeError(f"reward: expected a callable r(x, u, x_next), got {type(reward)}")
+        if terminal_cost is not None and not callable(terminal_cost):
+            raise TypeError(f"terminal_cost: expected a callable, got {type(terminal_cost)}")
+        if terminal_cost is not None and cost is not None:
+            raise ValueError("terminal_cost: only with reward=; a Cost has its own terminal term")
+        self.dynamics = dynamics
+        self._f = getattr(dynamics, "_dynamics", dynamics)
+        spec = getattr(dynamics, "spec", None)
+        #: state size when the dynamics declares one (an ``Env``'s spec), else ``None``
+        self.state_dim: int | None = getattr(spec, "state_dim", None)
+        self.cost = None if cost is None else as_cost(cost)
+        self.reward = reward
+        # an Env's bound ``reward`` -> its unchecked ``_reward``
+        owner = getattr(reward, "__self__", None)
+        env_reward = getattr(reward, "__name__", "") == "reward" and hasattr(owner, "_reward")
+        self._r = owner._reward if env_reward else reward
+        self.terminal_cost = terminal_cost
+
+    def rollout(self, x0: Tensor, us: Tensor, member: Tensor | None = None) -> Tensor:
+        """States ``[T + 1, N, nx]`` from ``x0 [N, nx]`` under actions ``us [T, N, nu]``."""
+        xs = [x0]
+        for t in range(us.shape[0]):
+            if member is None:
+                xs.append(self._f(xs[-1], us[t]))
+            else:
+                xs.append(self._f(xs[-1], us[t], member))
+        return torch.stack(xs)
+
+    def total_cost(self, xs: Tensor, us: Tensor) -> Tensor:
+        """Total cost ``[N]`` of states ``[T + 1, N, nx]`` and actions ``[T, N, nu]``."""
+        if self.cost is not None:
+            return self.cost.total(xs, us)
+        T, N, nx = xs[:-1].shape
+        r = self._r(
+            xs[:-1].reshape(T * N, nx), us.reshape(T * N, -1), xs[1:].reshape(T * N, nx)
+        ).reshape(T, N)
+        c = -r.sum(0)
+        if self.terminal_cost is not None:
+            c = c + self.terminal_cost(xs[-1])
+        return c
+
+    def __call__(
+        self, x0: Tensor, us: Tensor, member: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(cost [N], states [T + 1, N, nx])`` of actions ``us [T, N, nu]`` from ``x0``."""
+        xs = self.rollout(x0, us, member)
+        return self.total_cost(xs, us), xs
+
+
+@dataclass(frozen=True)
+class ShootingConfig:
+    """Settings of ``Shooting``.
+
+    Attributes:
+        horizon: planning horizon ``T``.
+        optimizer: ``"adam"`` (Kingma & Ba 2015 with betas 0.9/0.999), ``"gd"`` (plain gradient
+            descent) or ``"lbfgs"`` (torch's L-BFGS with strong-Wolfe line search).
+        iterations: iteration budget (L-BFGS: its ``max_iter``).
+        lr: step size (Adam/gd; L-BFGS: initial step, 1 is the usual choice).
+        bounds: ``"clamp"`` (projected steps) or ``"tanh"`` (``u = mid + half * tanh(z)``).
+            L-BFGS needs ``"tanh"`` (projection breaks its curvature pairs).
+        tol: an example has converged when the infinity norm of its projected gradient
+            (of ``z`` with ``tanh``) is at most ``tol``; converged examples stop moving.
+        unrolled: record the iterations for autograd (``create_graph=True``): the plan is then
+            differentiable w.r.t. ``x0``, the dynamics and the cost parameters. Adam/gd only.
+        history_size: L-BFGS memory.
+        check_every: iterations between early-exit checks (one host sync each).
+    """
+
+    horizon: int = 30
+    optimizer: str = "adam"
+    iterations: int = 200
+    lr: float = 0.1
+    bounds: str = "clamp"
+    tol: float = 1e-5
+    unrolled: bool = False
+    history_size: int = 10
+    check_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "iterations", "history_size", "check_every"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer: expected one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        if self.bounds not in _BOUNDS:
+            raise ValueError(f"bounds: expected one of {_BOUNDS}, got {self.bounds!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
+        if not self.tol >= 0:
+            raise ValueError(f"tol: expected a float >= 0, got {self.tol!r}")
+        if self.optimizer == "lbfgs" and self.unrolled:
+            raise ValueError("unrolled: only with optimizer 'adam' or 'gd', not 'lbfgs'")
+
+
+class Shooting:
+    """Gradient shooting planner (implements the ``Planner`` protocol).
+
+    Args:
+        dynamics, cost, reward, terminal_cost: see ``RolloutObjective``.
+        action_low, action_high: control box ``[nu]`` (floats broadcast), or ``None`` (an
+            ``Env`` as ``dynamics`` then lends its action bounds).
+        config: ``ShootingConfig``.
+        nu: number of controls (needed only when there are no bounds and no warm start).
+    """
+
+    def __init__(
+        self,
+        dynamics: Callable[..., Tensor],
+        cost: Cost | Callable[[Tensor, Tensor], Tensor] | None = None,
+        *,
+        reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+        terminal_cost: Callable[[Tensor], Tensor] | None = None,
+        action_low: Tensor | float | tuple[float, ...] | None = None,
+        action_high: Tensor | float | tuple[float, ...] | None = None,
+        config: ShootingConfig | None = None,
+        nu: int | None = None,
+    ) -> None:
+        self.config = config or ShootingConfig()
+        self.objective = RolloutObjective(dynamics, cost, reward, terminal_cost)
+        self.low, self.high = action_bounds(action_low, action_high, nu, dynamics)
+        self.nu = nu if nu is not None else (None if self.low is None else self.low.shape[0])
+        if self.nu is None:
+            raise ValueError("nu: give nu (or action bounds) so the plan's size is known")
+        if (
+            self.config.optimizer == "lbfgs"
+            and self.low is not None
+            and (self.config.bounds != "tanh")
+        ):
+            raise ValueError("bounds: L-BFGS with action bounds needs bounds='tanh'")
+
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
+    # ------------------------------------------------------------------ parametrisation
+    def _to_u(self, z: Tensor, lo: Tensor | None, hi: Tensor | None) -> Tensor:
+        if lo is None or self.config.bounds == "clamp":
+            return z
+        return 0.5 * (hi + lo) + 0.5 * (hi - lo) * torch.tanh(z)
+
+    def _to_z(self, u: Tensor, lo: Tensor | None, hi: Tensor | None) -> Tensor:
+        if lo is None:
+            return u
+        if self.config.bounds == "clamp":
+            return torch.minimum(torch.maximum(u, lo), hi)
+        half = (0.5 * (hi - lo)).clamp_min(1e-12)
+        s = ((u - 0.5 * (hi + lo)) / half).clamp(-1 + 1e-6, 1 - 1e-6)
+        return torch.atanh(s)
+
+    def _pgrad_norm(self, z: Tensor, g: Tensor, lo: Tensor | None, hi: Tensor | None) -> Tensor:
+        """Infinity norm per example ``[B]`` of the (projected) gradient ``g [T, B, nu]``."""
+        if lo is not None and self.config.bounds == "clamp":
+            g = z - torch.minimum(torch.maximum(z - g, lo), hi)
+        return g.abs().amax(dim=(0, 2))
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, x0: Tensor, warm_start: Tensor | None = None) -> PlanResult:
+        """Optimise actions ``[T, B, nu]`` from start states ``x0 [B, nx]``.
+
+        ``warm_start`` ``[T, B, nu]`` is the initial guess (default: the middle of the box,
+        or zeros). Returns a ``PlanResult``; ``converged [B]`` says which examples met ``tol``.
+        """
+        cfg = self.config
+        x0 = _check_x0(x0, self.objective.state_dim)
+        B = x0.shape[0]
+        T, nu = cfg.horizon, self.nu
+        dev, dt = x0.device, x0.dtype
+        lo = None if self.low is None else self.low.to(dev, dt)
+        hi = None if self.high is None else self.high.to(dev, dt)
+        if warm_start is None:
+            u_init = torch.zeros(T, B, nu, device=dev, dtype=dt)
+            if lo is not None:
+                u_init = u_init + 0.5 * (lo + hi)
+        else:
+            if not isinstance(warm_start, Tensor) or tuple(warm_start.shape) != (T, B, nu):
+                raise ValueError(
+                    f"warm_start: expected shape {[T, B, nu]}, got "
+                    f"{list(getattr(warm_start, 'shape', [])) or type(warm_start).__name__}"
+                )
+            if not torch.isfinite(warm_start.detach()).all():
+                raise ValueError("warm_start: contains NaN or inf")
+            u_init = warm_start.detach().to(dt)
+        z0 = self._to_z(u_init, lo, hi)
+        if cfg.optimizer == "lbfgs":
+            z, gnorm, iters = self._lbfgs(x0.detach(), z0, lo, hi)
+        else:
+            z, gnorm, iters = self._first_order(x0 if cfg.unrolled else x0.detach(), z0, lo, hi)
+        grad_ctx = torch.enable_grad() if cfg.unrolled else torch.no_grad()
+        with grad_ctx:
+            u = self._to_u(z, lo, hi)
+            cost, xs = self.objective(x0 if cfg.unrolled else x0.detach(), u)
+        return PlanResult(
+            actions=u,
+            states=xs,
+            cost=cost,
+            converged=gnorm <= cfg.tol,
+            iterations=iters,
+            info={"grad_norm": gnorm},
+        )
+
+    def _loss_grad(
+        self, x0: Tensor, z: Tensor, lo: Tensor | None, hi: Tensor | None, create_graph: bool
+    ) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            if not z.requires_grad:
+                z = z.requires_grad_(True)
+            cost, _ = self.objective(x0, self._to_u(z, lo, hi))
+            (g,) = torch.autograd.grad(cost.sum(), z, create_graph=create_graph)
+        return cost, g
+
+    def _first_order(
+        self, x0: Tensor, z: Tensor, lo: Tensor | None, hi: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        cfg = self.config
+        B = x0.shape[0]
+        project = lo is not None and cfg.bounds == "clamp"
+        active = torch.ones(B, dtype=torch.bool, device=x0.device)
+        iters = torch.zeros(B, dtype=torch.int64, device=x0.device)
+        m = torch.zeros_like(z)
+        v = torch.zeros_like(z)
+        b1, b2, eps = 0.9, 0.999, 1e-8  # Adam defaults (Kingma & Ba 2015, Alg. 1)
+        z = z if cfg.unrolled else z.detach()
+        gnorm = torch.full((B,), float("inf"), device=x0.device, dtype=x0.dtype)
+        for k in range(1, cfg.iterations + 1):
+            zk = z if cfg.unrolled else z.detach()
+            _, g = self._loss_grad(x0, zk, lo, hi, create_graph=cfg.unrolled)
+            gnorm = self._pgrad_norm(z.detach(), g.detach(), lo, hi)
+            active = active & (gnorm > cfg.tol)
+            if cfg.optimizer == "adam":
+                m = b1 * m + (1 - b1) * g
+                v = b2 * v + (1 - b2) * g * g
+                mhat, vhat = m / (1 - b1**k), v / (1 - b2**k)
+                # sqrt(vhat + eps^2) instead of sqrt(vhat) + eps: smooth at 0 for unrolling
+                step = cfg.lr * mhat / torch.sqrt(vhat + eps * eps)
+            else:
+                step = cfg.lr * g
+            step = step * active.to(z.dtype)[None, :, None]
+            z = z - step
+            if project:
+                z = torch.minimum(torch.maximum(z, lo), hi)
+            iters = iters + active.to(torch.int64)
+            if k % cfg.check_every == 0 and not bool(active.any()):
+                break
+        _, g = self._loss_grad(x0.detach(), z.detach(), lo, hi, create_graph=False)
+        gnorm = self._pgrad_norm(z.detach(), g, lo, hi)
+        return z, gnorm, iters
+
+    def _lbfgs(
+        self, x0: Tensor, z0: Tensor, lo: Tensor | None, hi: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        cfg = self.config
+        z = z0.detach().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS(
+            [z],
+            lr=cfg.lr,
+            max_iter=cfg.iterations,
+            max_eval=2 * cfg.iterations,
+            history_size=cfg.history_size,
+            tolerance_grad=cfg.tol,
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+        )
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            with torch.enable_grad():
+                cost, _ = self.objective(x0, self._to_u(z, lo, hi))
+                loss = cost.sum()
+                loss.backward()
+            return loss
+
+        opt.step(closure)
+        n_iter = opt.state[opt.param_groups[0]["params"][0]].get("n_iter", cfg.iterations)
+        _, g = self._loss_grad(x0, z.detach(), lo, hi, create_graph=False)
+        gnorm = self._pgrad_norm(z.detach(), g, lo, hi)
+        iters = torch.full((x0.shape[0],), int(n_iter), dtype=torch.int64, device=x0.device)
+        return z.detach(), gnorm, iters

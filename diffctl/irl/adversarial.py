@@ -1,0 +1,264 @@
+"""Adversarial imitation with the project's PPO as the inner policy learner.
+
+- GAIL (Ho and Ermon 2016): a discriminator ``D(s, a) = sigmoid(d(s, a))`` separates expert from
+  policy transitions; the policy is trained on ``log D - log(1 - D) = d(s, a)``.
+- AIRL (Fu, Luo and Levine 2018): ``D = exp(f) / (exp(f) + pi(a|s))`` with
+  ``f(s, a, s') = g(s[, a]) + gamma h(s') - h(s)`` (eq. 4); with ``state_only`` the reward
+  ``g(s)`` is disentangled from the dynamics and is what gets exported. The policy is trained on
+  ``f`` (the shaped reward).
+
+PPO runs on a runner that wraps ``VecEnv`` and replaces the env's reward by the current learned
+one; it records the transitions of each PPO iteration, and PPO's per-iteration callback updates
+the discriminator on them. AIRL's ``log pi(a|s)`` comes from the sampling policy, which the
+callback reads from PPO's per-iteration checkpoint (the agent that collected that iteration's
+batch). Episode statistics (``mean_return`` in the history) stay those of the true reward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from diffctl.agents.common import load_checkpoint
+from diffctl.agents.ppo import PPOConfig, default_config
+from diffctl.agents.ppo import train as ppo_train
+from diffctl.data import Trajectory
+from diffctl.envs import VecEnv
+
+from .demos import check_demos
+from .reward import RewardConfig, RewardModel
+
+__all__ = ["AdversarialConfig", "AdversarialResult", "adversarial_irl", "LearnedRewardRunner"]
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    """GAIL / AIRL.
+
+    Attributes:
+        method: ``"airl"`` or ``"gail"``.
+        total_steps: PPO env steps (the rest of PPO's settings: the env's preset).
+        state_only: AIRL reward ``g(s)`` on states only (else ``g(s, a)``); GAIL's
+            discriminator always sees ``(s, a)``.
+        disc_updates: discriminator minibatch steps per PPO iteration.
+        disc_batch: expert and policy transitions per discriminator step (each).
+        disc_lr: Adam step size of the discriminator.
+        disc_weight_decay: L2 penalty on the discriminator.
+        hidden: hidden sizes of ``g``, ``h`` and GAIL's ``d``.
+        use_observation: feed the env's observation map of the state (e.g. pendulum's
+            ``[cos, sin, thdot]``) to the networks.
+        gamma: AIRL shaping discount (0: PPO's gamma).
+        seed: seed of PPO and the discriminator.
+    """
+
+    method: str = "airl"
+    total_steps: int = 300_000
+    state_only: bool = True
+    disc_updates: int = 50
+    disc_batch: int = 512
+    disc_lr: float = 1e-3
+    disc_weight_decay: float = 1e-4
+    hidden: tuple[int, ...] = (64, 64)
+    use_observation: bool = True
+    gamma: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("airl", "gail"):
+            raise ValueError(f"method: expected 'airl' or 'gail', got {self.method!r}")
+        for name in ("total_steps", "disc_updates", "disc_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
+        if not self.disc_lr > 0:
+            raise ValueError(f"disc_lr: expected a positive float, got {self.disc_lr}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma: expected a value in [0, 1], got {self.gamma}")
+
+
+@dataclass
+class AdversarialResult:
+    """The exported reward (AIRL: ``g``; GAIL: the discriminator logit), the PPO agent trained
+    alongside, and the history (PPO records with the discriminator's loss and accuracy)."""
+
+    reward: RewardModel
+    agent: Any
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class LearnedRewardRunner:
+    """A ``VecEnv`` whose step returns ``reward_fn(x, u, x_next)`` instead of the env's reward,
+    recording ``(x, u, x_next, terminated)`` of every step in ``buffer`` (cleared by the user).
+    Everything else (observations, resets, true-reward episode statistics) is the VecEnv's."""
+
+    def __init__(self, venv: VecEnv, reward_fn: Any) -> None:
+        self.venv = venv
+        self.reward_fn = reward_fn
+        self.buffer: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        self.spec = venv.spec
+        self.num_envs = venv.num_envs
+        self.device = venv.device
+        self.env = venv.env
+        self.max_steps = getattr(venv, "max_steps", venv.spec.max_steps)
+
+    @property
+    def state(self) -> Tensor:
+        return self.venv.state
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        return self.venv.reset(seed=seed)
+
+    def step(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
+        x = self.venv.state.clone()
+        obs, _, term, trunc, info = self.venv.step(u)
+        x1 = info["final_state"]
+        with torch.no_grad():
+            r = self.reward_fn(x, u, x1, term).to(torch.float32)
+        self.buffer.append((x, u.detach(), x1, term))
+        return obs, r, term, trunc, info
+
+    def episode_statistics(self, clear: bool = True) -> dict[str, Any]:
+        return self.venv.episode_statistics(clear=clear)
+
+
+def adversarial_irl(
+    env: Any,
+    demos: Trajectory,
+    config: AdversarialConfig = AdversarialConfig(),
+    ppo_config: PPOConfig | None = None,
+) -> AdversarialResult:
+    """Run GAIL or AIRL on ``env`` (an ``Env``) from ``demos`` (with true ``states``).
+
+    ``ppo_config``: PPO's settings (default: the env's preset with ``config.total_steps``).
+    """
+    spec = env.spec
+    check_demos(demos, spec)
+    if demos.states is None or demos.next_states is None:
+        raise ValueError("demos: adversarial IRL needs true states (Trajectory.states)")
+    if spec.discrete:
+        raise ValueError("env: this implementation handles continuous actions")
+    ppo_cfg = ppo_config or dataclasses.replace(
+        default_config(spec.name), total_steps=config.total_steps
+    )
+    gamma = config.gamma or ppo_cfg.gamma
+    dev = env.device
+    obs_env = spec.name if config.use_observation else None
+    airl = config.method == "airl"
+    with torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
+        torch.manual_seed(config.seed)
+        g_net = RewardModel(
+            RewardConfig(
+                state_dim=spec.state_dim,
+                act_dim=spec.act_dim,
+                use_action=not (airl and config.state_only),
+                kind="mlp",
+                hidden=config.hidden,
+                activation="relu",
+                env=obs_env,
+            )
+        ).to(dev)
+        h_net = (
+            RewardModel(
+                RewardConfig(
+                    state_dim=spec.state_dim,
+                    kind="mlp",
+                    hidden=config.hidden,
+                    activation="relu",
+                    env=obs_env,
+                )
+            ).to(dev)
+            if airl
+            else None
+        )
+    params = list(g_net.parameters()) + (list(h_net.parameters()) if h_net else [])
+    opt = torch.optim.Adam(params, lr=config.disc_lr, weight_decay=config.disc_weight_decay)
+
+    def f(x: Tensor, u: Tensor, x1: Tensor, term: Tensor) -> Tensor:
+        if not airl:
+            return g_net(x, u)
+        # AIRL eq. 4: f = g + gamma h(s') - h(s), no bootstrap past a terminal state
+        return g_net(x, u) + gamma * (~term).to(x.dtype) * h_net(x1) - h_net(x)
+
+    flat_states = demos.states.reshape(-1, spec.state_dim)
+    flat_next = demos.next_states.reshape(-1, spec.state_dim)
+    flat_u = demos.actions.reshape(-1, spec.act_dim)
+    flat_term = demos.terminated.reshape(-1)
+    n_exp = flat_states.shape[0]
+    venv = VecEnv(env, ppo_cfg.num_envs, device=dev, seed=config.seed, validate=False)
+    runner = LearnedRewardRunner(venv, f)
+    gen = torch.Generator(device=dev).manual_seed(config.seed)
+    disc_log: list[dict[str, float]] = []
+    tmpdir = tempfile.mkdtemp(prefix="diffctl-airl-")
+    ckpt = os.path.join(tmpdir, "ppo.pt")
+
+    def log_pi(agent: Any, x: Tensor, u: Tensor) -> Tensor:
+        obs = env._observe(x).to(agent.action_dtype)
+        logp, _ = agent.actor.log_prob_entropy(agent.normalize_obs(obs), u.to(agent.action_dtype))
+        return logp.to(x.dtype)
+
+    @torch.enable_grad()
+    def update_discriminator(record: dict[str, Any]) -> None:
+        batch = runner.buffer
+        runner.buffer = []
+        xs = torch.cat([b[0] for b in batch])
+        us = torch.cat([b[1] for b in batch])
+        x1s = torch.cat([b[2] for b in batch])
+        ts = torch.cat([b[3] for b in batch])
+        n_pol = xs.shape[0]
+        # the policy that collected this batch: PPO's checkpoint of the previous iteration
+        sampler = (
+            load_checkpoint(ckpt, map_location=dev)[0] if airl and os.path.exists(ckpt) else None
+        )
+        stats = torch.zeros(3, device=dev)
+        for _ in range(config.disc_updates):
+            ie = torch.randint(n_exp, (config.disc_batch,), generator=gen, device=dev)
+            ip = torch.randint(n_pol, (config.disc_batch,), generator=gen, device=dev)
+            X = torch.cat([flat_states[ie], xs[ip]])
+            U = torch.cat([flat_u[ie], us[ip]])
+            X1 = torch.cat([flat_next[ie], x1s[ip]])
+            T = torch.cat([flat_term[ie], ts[ip]])
+            labels = torch.cat(
+                [
+                    torch.ones(config.disc_batch, device=dev),
+                    torch.zeros(config.disc_batch, device=dev),
+                ]
+            )
+            logits = f(X, U, X1, T)
+            if sampler is not None:  # AIRL: logit of D = f - log pi(a|s)
+                with torch.no_grad():
+                    lp = log_pi(sampler, X, U)
+                logits = logits - lp
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            acc = ((logits.detach() > 0).float() == labels).float().mean()
+            stats += torch.stack([loss.detach(), acc, torch.ones((), device=dev)])
+        loss_mean, acc_mean = (stats[:2] / stats[2]).tolist()  # one sync per PPO iteration
+        record["disc_loss"] = loss_mean
+        record["disc_accuracy"] = acc_mean
+        disc_log.append({"disc_loss": loss_mean, "disc_accuracy": acc_mean})
+
+    t0 = time.perf_counter()
+    try:
+        result = ppo_train(
+            runner,
+            ppo_cfg,
+            seed=config.seed,
+            checkpoint=ckpt,
+            checkpoint_every=1,
+            callback=update_discriminator,
+        )
+    finally:
+        if os.path.exists(ckpt):
+            os.remove(ckpt)
+        os.rmdir(tmpdir)
+    history = [dict(rec, time=time.perf_counter() - t0) for rec in result.history]
+    g_net.meta = {"method": config.method, "env": spec.name, "state_only": config.state_only}
+    return AdversarialResult(reward=g_net, agent=result.agent, history=history)
