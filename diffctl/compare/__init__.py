@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from .methods import DEFAULT_METHODS, IRL_METHODS, METHODS
 from .plots import save_plots
-from .runner import Row, TaskSpec, run_ray, run_serial, save_results, summarize
+from .runner import Row, TaskSpec, run_pool, run_ray, run_serial, save_results, summarize
 
 __all__ = ["CompareConfig", "CompareResult", "compare", "THRESHOLDS"]
 
@@ -37,7 +37,8 @@ class CompareConfig:
         with_irl: add the reward-learning rows (learn a reward from MPC demos, re-plan).
         ray: run each (env, method, seed) as a Ray task; ``local`` starts a local cluster,
             anything else is a cluster address. ``None``: run serially in this process.
-        threads: torch threads of each task (the same on both paths, so results match).
+        threads: torch threads of each task (the same on every path, so results match).
+        jobs: tasks run at once in worker processes on this machine (without ``ray``).
         device: where tasks run (``cuda`` requests a GPU for each Ray task).
     """
 
@@ -49,7 +50,8 @@ class CompareConfig:
     out: str | None = None
     with_irl: bool = False
     ray: str | None = None
-    threads: int = field(default_factory=lambda: min(os.cpu_count() or 1, 2))
+    threads: int = 1
+    jobs: int = field(default_factory=lambda: min(os.cpu_count() or 1, 2))
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -68,6 +70,8 @@ class CompareConfig:
             raise ValueError(f"episodes: expected a positive int, got {self.episodes}")
         if self.threads < 1:
             raise ValueError(f"threads: expected a positive int, got {self.threads}")
+        if self.jobs < 1:
+            raise ValueError(f"jobs: expected a positive int, got {self.jobs}")
 
     def tasks(self) -> list[TaskSpec]:
         methods = list(self.methods) + [m for m in IRL_METHODS if self.with_irl]
@@ -167,7 +171,11 @@ def compare(config: CompareConfig, *, progress: bool = True) -> CompareResult:
                     bar.set_description(f"{s.env}/{s.method}/seed {s.seed}")
                     yield s
 
-            run_serial(announce(specs), on_row=on_row)
+            if config.jobs > 1 and len(specs) > 1:
+                bar.set_description(f"compare ({config.jobs} processes)")
+                run_pool(specs, config.jobs, on_row=on_row)
+            else:
+                run_serial(announce(specs), on_row=on_row)
         completed = True
     except KeyboardInterrupt:
         pass

@@ -23,7 +23,10 @@ import torch
 
 from .methods import METHODS, Curve
 
-__all__ = ["TaskSpec", "Row", "run_task", "run_serial", "run_ray", "summarize", "save_results"]
+__all__ = [
+    "TaskSpec", "Row", "run_task", "run_serial", "run_pool", "run_ray", "summarize",
+    "save_results",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,31 @@ def run_serial(specs: Iterable[TaskSpec], on_row: Callable[[Row], None] | None =
         if on_row is not None:
             on_row(row)
     return rows
+
+
+def run_pool(
+    specs: list[TaskSpec], jobs: int, on_row: Callable[[Row], None] | None = None
+) -> list[Row]:
+    """Run the tasks in ``jobs`` worker processes of this machine (spawned, so each worker
+    starts clean); rows come back in the order of ``specs``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    rows: list[Row | None] = [None] * len(specs)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(run_task, s): i for i, s in enumerate(specs)}
+        try:
+            for fut in as_completed(futures):
+                row = fut.result()
+                rows[futures[fut]] = row
+                if on_row is not None:
+                    on_row(row)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    return [r for r in rows if r is not None]
 
 
 def run_ray(
