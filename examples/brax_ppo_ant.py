@@ -5,7 +5,7 @@ JAX call per step for the whole batch, tensors crossing by DLPack). A short run 
 stop paying the control cost while staying healthy, which is enough to see the mean episode
 return rise.
 
-    python examples/brax_ppo_ant.py [--iterations 12] [--num-envs 16]
+    python examples/brax_ppo_ant.py [--iterations 40] [--num-envs 16]
 
 On a 2-core CPU compiling the ant's step takes about a minute, the run a few more.
 """
@@ -23,7 +23,7 @@ from diffctl.agents.ppo import PPOConfig, train
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--iterations", type=int, default=12)
+    p.add_argument("--iterations", type=int, default=40)
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--num-steps", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
         total_steps=args.iterations * args.num_envs * args.num_steps,
         num_envs=args.num_envs,
         num_steps=args.num_steps,
-        learning_rate=3e-4,
         gamma=0.99,
     )
     result = train(env, config, seed=args.seed)
