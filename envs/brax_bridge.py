@@ -10,9 +10,7 @@
 * **Backend**: each env's own default, which is ``"generalized"`` for all the Brax envs above
   (differentiable, contact by constraint forces). ``backend=`` and the Brax constructor's other
   keyword arguments pass through ``make``. The pipeline state is rebuilt from ``[q, qd]`` by
-  ``pipeline_init`` on every step; the generalized pipeline's warm-started approximate inverse
-  mass matrix therefore starts from the exact inverse each step, which differs from Brax's
-  chained stepping only at float32 round-off level.
+  ``pipeline_init`` on every step (see "Parity" below).
 * **Reward, observation, termination** come from the env's own ``step``: ``dynamics(x, u)`` runs
   ``env.step`` on the rebuilt pipeline state, so the next state, observation, reward and done
   flag of one call are Brax's own. ``reward(x, u, x_next)`` for arbitrary ``x_next`` (a learned
@@ -27,18 +25,31 @@
   range, so the gradient w.r.t. an action component outside it is zero.
 * **Time**: ``spec.dt = env.dt`` (``opt.timestep * n_frames``), ``spec.max_steps = 1000``.
 
+Parity: ``tests/envs/test_brax_bridge.py`` checks 100 closed-loop ``inverted_pendulum`` steps
+against Brax's own jitted ``env.step`` to 1e-4. The generalized pipeline carries a warm-started
+approximate inverse mass matrix from step to step, which a ``[q, qd]`` state cannot hold; for a
+contact-rich system such as the humanoid, Brax's own rollout with the pipeline state rebuilt
+from ``[q, qd]`` every step separates from its chained rollout within two steps (joint
+velocities differ by up to ~10, rewards by ~1e-3). There the bridge is the Markov system
+"Brax's step from the state rebuilt from ``[q, qd]``", not a bit-for-bit replica of a chained
+Brax rollout.
+
 Tensors cross between torch and JAX by DLPack without host copies (CPU and CUDA, same device).
 Gradients cross with a ``torch.autograd.Function`` whose backward is ``jax.vjp`` of the same
 batched function (the forward is recomputed inside the backward, so no JAX residuals are held
-between the two). Second derivatives are not supported. The jitted functions are compiled once
-per (env, batch size, dtype) and shared by every ``make`` of the same env and options; the first
-call at a new batch size announces that it is compiling (on stderr with ``verbose=True``, and
-always on the ``diffctl.envs.brax_bridge`` logger).
+between the two); the backward is itself such a function, so higher derivatives work too.
+``torch.func.vmap``/``grad``/``jacrev`` work (a vmapped call folds into the row batch);
+``torch.autograd.grad(..., is_grads_batched=True)`` does not (torch's legacy batching bypasses
+custom vmap rules): use ``torch.func.jacrev`` or ``BraxEnv.jacobians`` (``jax.jacfwd``).
+
+The jitted functions are compiled once per (env, batch size, dtype) and shared by every ``make``
+of the same env and options; the first call at a new batch size announces that it is compiling
+(on stderr with ``verbose=True``, and always on the ``diffctl.envs.brax_bridge`` logger).
 
 ``float64`` needs JAX's 64-bit mode, a process-wide JAX flag: pass ``enable_x64=True`` to
 ``make`` (it sets ``jax_enable_x64``) or set ``JAX_ENABLE_X64=1`` before importing JAX. The
-bridge never flips the flag on its own. Float32 envs keep working with the flag on (the system
-constants and all outputs are cast to the env's dtype).
+bridge never flips the flag on its own. Float32 envs keep working with the flag on: Brax then
+computes in float64 (its default float type) and the outputs are cast to float32.
 
 Named tasks: ``humanoid-balance``, the Brax humanoid with reward ``-(roll^2 + pitch^2)`` of the
 torso after the step (lecture notes, "humanoid robot control"), Brax humanoid's termination
@@ -314,36 +325,45 @@ class _Core:
         jdt = jnp.float64 if dtype == torch.float64 else jnp.float32
         self.jdtype = jdt
 
-        def cast(a: Any) -> Any:
-            return a.astype(jdt) if jnp.issubdtype(getattr(a, "dtype", int), jnp.floating) else a
-
-        env = copy.copy(brax_env)
-        env.sys = jax.tree.map(cast, brax_env.sys)
-        self.env = env
-        self.nq, self.nqd, self.nu = env.sys.q_size(), env.sys.qd_size(), env.action_size
+        self.env = brax_env
+        self._by_dtype: dict[Any, Any] = {}
+        self.nq, self.nqd = brax_env.sys.q_size(), brax_env.sys.qd_size()
+        self.nu = brax_env.action_size
         # humanoid-style envs observe the (rescaled) last action: keep it in the state
-        self.obs_reads_action = len(inspect.signature(env._get_obs).parameters) >= 2
+        self.obs_reads_action = len(inspect.signature(brax_env._get_obs).parameters) >= 2
         self.nx = self.nq + self.nqd + (self.nu if self.obs_reads_action else 0)
-        template = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
+        template = jax.eval_shape(brax_env.reset, jax.random.PRNGKey(0))
         self.obs_dim = int(template.obs.shape[-1])
-        self.dt = float(env.dt)
+        self.dt = float(brax_env.dt)
         State = mods.brax_state
         nq, nqd = self.nq, self.nqd
 
-        def zeros_like_tree(tree: Any) -> Any:
-            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
+        def env_for_trace() -> tuple[Any, Any]:
+            # Brax computes in JAX's default float type (float64 under jax_enable_x64, even for a
+            # float32 env): its system constants are cast to that type, outputs to the env's.
+            cdt = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+            if cdt not in self._by_dtype:
 
-        def env_state(ps: Any) -> Any:
+                def cast(a: Any) -> Any:
+                    floating = jnp.issubdtype(getattr(a, "dtype", int), jnp.floating)
+                    return a.astype(cdt) if floating else a
+
+                env = copy.copy(brax_env)
+                env.sys = jax.tree.map(cast, brax_env.sys)
+                self._by_dtype[cdt] = env
+            return self._by_dtype[cdt], cdt
+
+        def env_state(ps: Any, cdt: Any) -> Any:
             return State(
                 pipeline_state=ps,
-                obs=jnp.zeros(template.obs.shape, jdt),
-                reward=jnp.zeros((), jdt),
-                done=jnp.zeros((), jdt),
-                metrics=zeros_like_tree(template.metrics),
-                info=zeros_like_tree(template.info),
+                obs=jnp.zeros(template.obs.shape, cdt),
+                reward=jnp.zeros((), cdt),
+                done=jnp.zeros((), cdt),
+                metrics=jax.tree.map(lambda s: jnp.zeros(s.shape, cdt), template.metrics),
+                info=jax.tree.map(lambda s: jnp.zeros(s.shape, cdt), template.info),
             )
 
-        def pipeline(x: Any) -> Any:
+        def pipeline(env: Any, x: Any) -> Any:
             return env.pipeline_init(x[:nq], x[nq : nq + nqd])
 
         def pack(ps: Any, u: Any) -> Any:
@@ -354,20 +374,25 @@ class _Core:
             return jnp.asarray(v).astype(jdt)
 
         def transition(x: Any, u: Any) -> tuple[Any, ...]:
-            s1 = env.step(env_state(pipeline(x)), u)
+            env, cdt = env_for_trace()
+            x, u = x.astype(cdt), u.astype(cdt)
+            s1 = env.step(env_state(pipeline(env, x), cdt), u)
             return pack(s1.pipeline_state, u), out(s1.obs), out(s1.reward), out(s1.done)
 
         def replay(x: Any, u: Any, x_next: Any) -> tuple[Any, ...]:
+            env, cdt = env_for_trace()
+            x, u, x_next = x.astype(cdt), u.astype(cdt), x_next.astype(cdt)
             # env.step with its physics step replaced by the pipeline state of x_next
             replayed = copy.copy(env)
-            ps_next = pipeline(x_next)
+            ps_next = pipeline(env, x_next)
             replayed.pipeline_step = lambda _state, _action: ps_next
-            s1 = replayed.step(env_state(pipeline(x)), u)
+            s1 = replayed.step(env_state(pipeline(env, x), cdt), u)
             return out(s1.obs), out(s1.reward), out(s1.done)
 
         def reset(bits: Any) -> tuple[Any, ...]:
+            env, cdt = env_for_trace()
             s0 = env.reset(jax.lax.bitcast_convert_type(bits, jnp.uint32))
-            return pack(s0.pipeline_state, jnp.zeros(self.nu, jdt)), out(s0.obs), out(s0.done)
+            return pack(s0.pipeline_state, jnp.zeros(self.nu, cdt)), out(s0.obs), out(s0.done)
 
         def jacobians(x: Any, u: Any) -> tuple[Any, Any]:
             return jax.jacfwd(lambda x, u: transition(x, u)[0], argnums=(0, 1))(x, u)
@@ -528,7 +553,7 @@ class BraxEnv(Env):
 
     @property
     def brax_env(self) -> Any:
-        """The underlying Brax env (system constants cast to the env's dtype)."""
+        """The underlying Brax env (as Brax built it)."""
         return self._core.env
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Env:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-NEEDS = {"brax_mpc.py": "brax"}
+NEEDS = {"brax_mpc.py": "brax", "brax_ppo_ant.py": "brax"}
 
 
 @pytest.mark.timeout(600)

@@ -5,7 +5,8 @@ bridge's ``jacobians`` (one vmapped ``jax.jacfwd`` call) and plans on a quadrati
 the cart centred and the pole upright. The Brax env terminates when the pole leaves
 ``|angle| <= 0.2`` rad; the run succeeds when no termination happens before the time limit.
 
-    python examples/brax_mpc_inverted_pendulum.py [--horizon 15] [--steps 1000]
+    python examples/brax_mpc.py [--horizon 15] [--steps 1000]
+    python examples/brax_mpc.py --quick   # the CI smoke test (20 steps)
 
 On a 2-core CPU the first steps compile the jitted functions (about a minute), then each MPC
 step takes tens of milliseconds.
@@ -28,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-iter", type=int, default=5)
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="20 steps only (smoke test)")
     args = p.parse_args(argv)
+    if args.quick:
+        args.steps = 20
     torch.set_num_threads(1)
 
     env = make("brax:inverted_pendulum")
