@@ -46,7 +46,7 @@ class CompareConfig:
     methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: tuple[int, ...] = (0,)
     budget: float = 1.0
-    episodes: int = 10
+    episodes: int = 20
     out: str | None = None
     with_irl: bool = False
     ray: str | None = None

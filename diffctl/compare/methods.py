@@ -188,11 +188,13 @@ def _model_row(kind: str, planner: str) -> Callable[[TaskSpec], dict[str, Any]]:
         env = _make_env(spec.env, spec.device)
         model = _fitted(kind, spec.env, spec.seed, spec.budget, spec.device)
         settings = _settings(spec.env)
-        p = (
-            _mpc(env, model, settings)
-            if planner == "mpc"
-            else _cem(env, model, settings, spec.seed)
-        )
+        if planner == "mpc":  # iLQR on the ensemble's mean prediction
+            p = _mpc(env, model, settings)
+        elif kind == "ensemble":  # PETS trajectory sampling: each sample follows one member
+            g = torch.Generator(device=spec.device).manual_seed(spec.seed)
+            p = _cem(env, model.sampler("tsinf", noise=True, generator=g), settings, spec.seed)
+        else:
+            p = _cem(env, model, settings, spec.seed)
         out = _evaluate_planner(spec, env, p)
         data = _logs(spec.env, spec.seed, spec.budget, spec.device)
         steps = data.rewards.numel()
