@@ -1,0 +1,222 @@
+"""REINFORCE (Williams 1992) with rewards-to-go and an optional learned baseline.
+
+The lecture's "policy gradient with baseline" loop: sample trajectories; fit ``V_psi`` to the
+rewards-to-go with a few gradient steps on ``(R_t - V_psi(s_t))^2``; ascend
+``J(theta) = mean_t log pi_theta(a_t|s_t) (R_t - V_psi(s_t))``.
+
+Trajectories come from ``num_envs`` auto-resetting envs run for ``num_steps`` steps per
+iteration; the steps of the episode left unfinished at the end of a row have no Monte-Carlo
+return yet and are masked out of the loss (the episode continues in the next iteration, where
+its remaining steps have complete returns). Everything stays on device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from diffctl.agents.common import (
+    Agent,
+    Callback,
+    IterationLogger,
+    TrainResult,
+    check_action_space,
+    collect_on_policy,
+    load_checkpoint,
+    restore_runner,
+    runner_state,
+    seeded_init,
+    setup_runner,
+)
+from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
+from diffctl.data import rewards_to_go
+
+__all__ = [
+    "ReinforceConfig",
+    "CONFIG",
+    "PRESETS",
+    "default_config",
+    "score_function_loss",
+    "make_agent",
+    "train",
+]
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    """REINFORCE hyperparameters; defaults tuned here for ``cartpole`` (the textbook setting of
+    Sutton & Barto 2018 Sec. 13.4 with Adam, a 2x64 tanh MLP and advantage normalisation)."""
+
+    total_steps: int = 200_000
+    num_envs: int = 16
+    num_steps: int = 512
+    """steps per env per iteration"""
+    learning_rate: float = 3e-3
+    gamma: float = 0.99
+    baseline: bool = True
+    """learn V_psi and subtract it from the rewards-to-go"""
+    baseline_lr: float = 3e-3
+    baseline_epochs: int = 5
+    """full-batch gradient steps on the baseline per iteration"""
+    norm_adv: bool = True
+    max_grad_norm: float = 1.0
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    log_std_init: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("total_steps", "num_envs", "num_steps", "baseline_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive int, got {value!r}")
+        for name in ("learning_rate", "baseline_lr", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma: expected a value in [0, 1], got {self.gamma!r}")
+        if self.total_steps < self.num_envs * self.num_steps:
+            raise ValueError(
+                f"total_steps: {self.total_steps} is less than one batch "
+                f"({self.num_envs * self.num_steps})"
+            )
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden: expected positive layer sizes, got {self.hidden!r}")
+
+
+CONFIG = ReinforceConfig
+PRESETS: dict[str, ReinforceConfig] = {"cartpole": ReinforceConfig()}
+
+
+def default_config(env_name: str) -> ReinforceConfig:
+    return PRESETS.get(env_name, ReinforceConfig())
+
+
+def score_function_loss(log_probs: Tensor, weights: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``-mean(log pi(a|s) * w)`` over the (masked) samples: its negative gradient is the
+    score-function (likelihood-ratio) estimate ``E[grad log pi(a|s) w]`` of the policy gradient
+    (Williams 1992), with ``w`` the rewards-to-go or advantages (treated as constants)."""
+    terms = log_probs * weights.detach()
+    if mask is None:
+        return -terms.mean()
+    m = mask.to(terms.dtype)
+    return -(terms * m).sum() / m.sum().clamp(min=1.0)
+
+
+def make_agent(spec: Any, config: ReinforceConfig, seed: int = 0) -> Agent:
+    def build() -> Agent:
+        if spec.discrete:
+            actor = CategoricalActor(
+                spec.obs_dim, spec.num_actions, config.hidden, config.activation
+            )
+        else:
+            actor = GaussianActor(
+                spec.obs_dim, spec.act_dim, config.hidden, config.activation, config.log_std_init
+            )
+        nets = (
+            {"baseline": ValueCritic(spec.obs_dim, config.hidden, config.activation)}
+            if config.baseline
+            else {}
+        )
+        return Agent("reinforce", spec, config, actor, nets)
+
+    return seeded_init(seed, build)
+
+
+def train(
+    env: Any,
+    config: ReinforceConfig | None = None,
+    seed: int = 0,
+    *,
+    device: str | torch.device | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: str | os.PathLike | None = None,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Train REINFORCE; arguments as ``diffctl.agents.ppo.train``."""
+    runner, cfg = setup_runner(env, config, ReinforceConfig, default_config, seed, device)
+    check_action_space(runner.spec, "reinforce", discrete=True, continuous=True)
+    dev = runner.device
+    agent = make_agent(runner.spec, cfg, seed).to(dev)
+    pi_opt = torch.optim.Adam(agent.actor.parameters(), lr=cfg.learning_rate)
+    v_opt = (
+        torch.optim.Adam(agent.nets["baseline"].parameters(), lr=cfg.baseline_lr)
+        if cfg.baseline
+        else None
+    )
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(seed)
+    obs = runner.reset(seed=seed)
+    batch_size = cfg.num_envs * cfg.num_steps
+    num_iterations = cfg.total_steps // batch_size
+    iteration, history, wall = 0, [], 0.0
+    if resume is not None:
+        saved, ts = load_checkpoint(resume, map_location=dev)
+        if ts is None:
+            raise ValueError(f"resume: {os.fspath(resume)!r} holds no training state")
+        agent.load_state_dict(saved.state_dict())
+        pi_opt.load_state_dict(ts["pi_opt"])
+        if v_opt is not None:
+            v_opt.load_state_dict(ts["v_opt"])
+        gen.set_state(ts["generator"])
+        restore_runner(runner, ts["runner"])
+        obs = ts["obs"].to(dev)
+        iteration, history, wall = ts["iteration"], ts["history"], ts["wall_time"]
+    logger = IterationLogger(runner, checkpoint, checkpoint_every, callback, history, wall)
+
+    def snapshot() -> tuple[Agent, dict[str, Any]]:
+        return agent, {
+            "pi_opt": pi_opt.state_dict(),
+            "v_opt": None if v_opt is None else v_opt.state_dict(),
+            "generator": gen.get_state(),
+            "runner": runner_state(runner),
+            "obs": obs,
+            "iteration": iteration,
+        }
+
+    while iteration < num_iterations:
+        iteration += 1
+        batch, obs = collect_on_policy(runner, agent, obs, cfg.num_steps, gen)
+        done = batch["terminated"] | batch["truncated"]
+        returns = rewards_to_go(batch["rewards"], cfg.gamma, done)
+        # steps of a row's unfinished last episode have no complete return: mask them out
+        # (valid[t] = some episode end at or after t, a reverse cumulative max of done)
+        valid = done.flip(0).cummax(0).values.flip(0)
+        v_loss = torch.zeros((), device=dev)
+        if cfg.baseline:
+            baseline = agent.nets["baseline"]
+            for _ in range(cfg.baseline_epochs):
+                v = baseline(batch["obs"])
+                v_loss = (((returns - v) ** 2) * valid).sum() / valid.sum().clamp(min=1)
+                v_opt.zero_grad(set_to_none=True)
+                v_loss.backward()
+                v_opt.step()
+            with torch.no_grad():
+                adv = returns - baseline(batch["obs"])
+        else:
+            adv = returns
+        if cfg.norm_adv:
+            n = valid.sum().clamp(min=1)
+            mean = (adv * valid).sum() / n
+            std = ((((adv - mean) ** 2) * valid).sum() / n).sqrt()
+            adv = (adv - mean) / (std + 1e-8)
+        logp, entropy = agent.actor.log_prob_entropy(batch["obs"], batch["actions"])
+        pg_loss = score_function_loss(logp, adv, valid)
+        pi_opt.zero_grad(set_to_none=True)
+        pg_loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.actor.parameters(), cfg.max_grad_norm)
+        pi_opt.step()
+        losses = {
+            "policy_loss": pg_loss.detach(),
+            "value_loss": v_loss.detach(),
+            "entropy": entropy.mean().detach(),
+        }
+        if not logger.log(
+            iteration * batch_size, iteration, losses, snapshot, last=iteration == num_iterations
+        ):
+            break
+    return TrainResult(agent, logger.history)

@@ -1,0 +1,194 @@
+"""``diffctl bench ppo``: our PPO on our batched pendulum vs Stable-Baselines3 PPO on
+gymnasium's ``Pendulum-v1``, same hyperparameters, same CPU and thread count, one process.
+
+Both runs use ``PRESETS["pendulum"]`` of ``diffctl.agents.ppo`` (16 envs x 128 steps, 10 epochs
+of 4 minibatches, lr 1e-3 annealed linearly, gamma 0.95, GAE 0.95, clip 0.2 on the policy and
+the value, 2x64 tanh networks with orthogonal init, observation and reward normalisation,
+grad-norm 0.5). SB3 gets the same through ``VecNormalize`` and its constructor arguments.
+
+Reported per library: wall time until the mean return of the episodes finished in one
+iteration first reaches ``--threshold`` (-200), total training time, and the final policy's
+deterministic mean return over ``--eval-episodes`` episodes; ratios are SB3 / ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from typing import Any
+
+import torch
+
+from diffctl.bench.common import BenchResult, set_threads
+
+HELP = "PPO: ours (batched pendulum) vs Stable-Baselines3 (Pendulum-v1), time to -200"
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="diffctl bench ppo", description=HELP)
+    p.add_argument(
+        "--total-steps",
+        type=int,
+        default=None,
+        help="env steps per run (default: the preset's, 200k)",
+    )
+    p.add_argument("--quick", action="store_true", help="short run (40k steps) for a smoke test")
+    p.add_argument("--threshold", type=float, default=-200.0)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-peer", action="store_true", help="run ours only")
+    return p.parse_args(argv)
+
+
+def _first_reach(points: list[tuple[float, float]], threshold: float) -> float:
+    """Wall time of the first ``(time, mean_return)`` point at or above ``threshold``."""
+    for t, r in points:
+        if not math.isnan(r) and r >= threshold:
+            return t
+    return float("nan")
+
+
+def run_ours(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, Any]:
+    from diffctl.agents import evaluate
+    from diffctl.agents.ppo import train
+
+    t0 = time.perf_counter()
+    result = train("pendulum", cfg, seed)
+    total = time.perf_counter() - t0
+    pts = [(r["wall_time"], r["mean_return"]) for r in result.history]
+    final = evaluate(result.agent, "pendulum", episodes, seed=seed + 1000)["mean_return"]
+    return {
+        "library": "diffctl",
+        "steps": result.history[-1]["step"],
+        "time_to_threshold_s": _first_reach(pts, threshold),
+        "train_time_s": total,
+        "final_return": final,
+    }
+
+
+def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, Any]:
+    import numpy as np
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = make_vec_env("Pendulum-v1", n_envs=cfg.num_envs, seed=seed)
+    venv = VecNormalize(
+        venv,
+        norm_obs=cfg.norm_obs,
+        norm_reward=cfg.norm_reward,
+        clip_obs=cfg.obs_clip,
+        clip_reward=cfg.reward_clip,
+        gamma=cfg.gamma,
+    )
+    points: list[tuple[float, float]] = []
+
+    class Track(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.returns: list[float] = []
+            self.t0 = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    self.returns.append(float(info["episode"]["r"]))
+            return True
+
+        def _on_rollout_end(self) -> None:
+            mean = float(np.mean(self.returns)) if self.returns else float("nan")
+            points.append((time.perf_counter() - self.t0, mean))
+            self.returns = []
+
+    lr = cfg.learning_rate
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        learning_rate=(lambda p: p * lr) if cfg.anneal_lr else lr,
+        n_steps=cfg.num_steps,
+        batch_size=cfg.minibatch_size,
+        n_epochs=cfg.update_epochs,
+        gamma=cfg.gamma,
+        gae_lambda=cfg.gae_lambda,
+        clip_range=cfg.clip_coef,
+        clip_range_vf=cfg.clip_coef if cfg.clip_vloss else None,
+        normalize_advantage=cfg.norm_adv,
+        ent_coef=cfg.ent_coef,
+        vf_coef=cfg.vf_coef,
+        max_grad_norm=cfg.max_grad_norm,
+        target_kl=cfg.target_kl,
+        seed=seed,
+        device="cpu",
+        policy_kwargs={
+            "net_arch": {"pi": list(cfg.hidden), "vf": list(cfg.hidden)},
+            "activation_fn": torch.nn.Tanh,
+            "log_std_init": cfg.log_std_init,
+            "ortho_init": True,
+        },
+        verbose=0,
+    )
+    track = Track()
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=cfg.total_steps, callback=track)
+    total = time.perf_counter() - t0
+    # deterministic evaluation on fresh envs with the frozen normaliser
+    eval_env = VecNormalize(
+        make_vec_env("Pendulum-v1", n_envs=1, seed=seed + 1000), training=False, norm_reward=False
+    )
+    eval_env.obs_rms = venv.obs_rms
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    final, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    return {
+        "library": "stable-baselines3",
+        "steps": model.num_timesteps,
+        "time_to_threshold_s": _first_reach(points, threshold),
+        "train_time_s": total,
+        "final_return": float(final),
+    }
+
+
+def run(argv: list[str]) -> BenchResult:
+    args = _args(argv)
+    from diffctl.agents.ppo import PRESETS
+
+    threads = set_threads(args.threads)
+    cfg = PRESETS["pendulum"]
+    steps = args.total_steps or (40_960 if args.quick else cfg.total_steps)
+    cfg = dataclasses.replace(cfg, total_steps=steps)
+    result = BenchResult(name="ppo")
+    result.notes.append(f"PPO {cfg}; torch threads {threads}; one process, same CPU")
+    ours = run_ours(cfg, args.seed, args.threshold, args.eval_episodes)
+    result.rows.append(ours)
+    if args.skip_peer:
+        result.notes.append("peer skipped (--skip-peer)")
+        return result
+    try:
+        import stable_baselines3  # noqa: F401
+    except ImportError as e:
+        result.notes.append(f"peer missing: stable-baselines3 not importable ({e})")
+        return result
+    peer = run_sb3(cfg, args.seed, args.threshold, args.eval_episodes)
+    result.rows.append(peer)
+    result.rows.append(
+        {
+            "library": "ratio sb3/ours",
+            "steps": "",
+            "time_to_threshold_s": peer["time_to_threshold_s"] / ours["time_to_threshold_s"],
+            "train_time_s": peer["train_time_s"] / ours["train_time_s"],
+            "final_return": ours["final_return"] - peer["final_return"],
+        }
+    )
+    result.notes.append(
+        "ratio row: time ratios are SB3/ours (>1: ours faster); final_return is "
+        "ours minus SB3 (>= 0: ours at least as good)"
+    )
+    if math.isnan(ours["time_to_threshold_s"]):
+        result.notes.append(f"ours never reached {args.threshold} in {steps} steps")
+    if math.isnan(peer["time_to_threshold_s"]):
+        result.notes.append(f"SB3 never reached {args.threshold} in {steps} steps")
+    return result

@@ -1,0 +1,195 @@
+"""``diffctl bench sac``: our SAC and TD3 vs Stable-Baselines3's on pendulum, same
+hyperparameters, same CPU and thread count, one process.
+
+Ours run on our batched ``pendulum`` (one env, as the configs' defaults), SB3's on gymnasium's
+``Pendulum-v1``. Hyperparameters are made equal where the libraries differ: one learning rate
+for every network (SB3 has a single ``learning_rate``), SAC's actor updated every step
+(``policy_frequency=1``) with the initial temperature 0.2 (``ent_coef="auto_0.2"``), TD3's
+exploration noise ``0.1 * max_action``; 2x64 ReLU networks, batch 256, buffer 100k, 1000
+random warm-up steps, tau 0.005, gamma 0.99, one gradient step per env step.
+
+Reported per library and algorithm: wall time until the mean return of 5 consecutive
+episodes first reaches ``--threshold`` (-200), total training time, and the final policy's
+deterministic mean return; ratios are SB3 / ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+from typing import Any
+
+from diffctl.bench.common import BenchResult, set_threads
+
+HELP = "SAC and TD3: ours vs Stable-Baselines3 on pendulum, time to -200"
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="diffctl bench sac", description=HELP)
+    p.add_argument(
+        "--total-steps", type=int, default=None, help="env steps per run (default 10000)"
+    )
+    p.add_argument("--quick", action="store_true", help="short runs (3000 steps)")
+    p.add_argument("--algos", default="sac,td3", help="comma-separated subset of sac,td3")
+    p.add_argument("--threshold", type=float, default=-200.0)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-peer", action="store_true", help="run ours only")
+    return p.parse_args(argv)
+
+
+def _first_reach(episodes: list[tuple[float, float]], threshold: float, k: int = 5) -> float:
+    """Wall time at which the mean of ``k`` consecutive episode returns first reaches it."""
+    for i in range(0, len(episodes) - k + 1, k):
+        chunk = episodes[i : i + k]
+        if sum(r for _, r in chunk) / k >= threshold:
+            return chunk[-1][0]
+    return float("nan")
+
+
+def _config(algo: str, steps: int, lr: float) -> Any:
+    from diffctl.agents import default_config
+
+    cfg = default_config(algo, "pendulum")
+    extra = {"policy_frequency": 1} if algo == "sac" else {}
+    if algo == "sac":
+        extra["alpha_lr"] = lr
+    # log every 200 steps (one pendulum episode) for the time-to-threshold curve
+    return dataclasses.replace(
+        cfg, total_steps=steps, actor_lr=lr, critic_lr=lr, log_interval=200, **extra
+    )
+
+
+def run_ours(algo: str, cfg: Any, seed: int, threshold: float, n_eval: int) -> dict[str, Any]:
+    from diffctl.agents import evaluate
+    from diffctl.agents import train as train_algo
+
+    t0 = time.perf_counter()
+    result = train_algo(algo, "pendulum", cfg, seed)
+    total = time.perf_counter() - t0
+    eps = [
+        (r["wall_time"], r["mean_return"])
+        for r in result.history
+        if not math.isnan(r["mean_return"])
+    ]
+    final = evaluate(result.agent, "pendulum", n_eval, seed=seed + 1000)["mean_return"]
+    return {
+        "algo": algo,
+        "library": "diffctl",
+        "time_to_threshold_s": _first_reach(eps, threshold),
+        "train_time_s": total,
+        "final_return": final,
+    }
+
+
+def run_sb3(algo: str, cfg: Any, seed: int, threshold: float, n_eval: int) -> dict[str, Any]:
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from stable_baselines3 import SAC, TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    env = Monitor(gym.make("Pendulum-v1"))
+    episodes: list[tuple[float, float]] = []
+
+    class Track(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.t0 = time.perf_counter()
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:
+                    episodes.append((time.perf_counter() - self.t0, float(info["episode"]["r"])))
+            return True
+
+    common = dict(
+        learning_rate=cfg.actor_lr,
+        buffer_size=cfg.buffer_size,
+        learning_starts=cfg.learning_starts,
+        batch_size=cfg.batch_size,
+        tau=cfg.tau,
+        gamma=cfg.gamma,
+        train_freq=1,
+        gradient_steps=cfg.updates_per_step,
+        policy_kwargs={"net_arch": list(cfg.hidden), "activation_fn": torch.nn.ReLU},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+    if algo == "sac":
+        model = SAC("MlpPolicy", env, ent_coef=f"auto_{cfg.alpha}", **common)
+    else:
+        high = float(env.action_space.high[0])
+        noise = NormalActionNoise(np.zeros(1), np.full(1, cfg.exploration_noise * high))
+        model = TD3(
+            "MlpPolicy",
+            env,
+            action_noise=noise,
+            policy_delay=cfg.policy_frequency,
+            target_policy_noise=cfg.policy_noise,
+            target_noise_clip=cfg.noise_clip,
+            **common,
+        )
+    t0 = time.perf_counter()
+    model.learn(total_timesteps=cfg.total_steps, callback=Track())
+    total = time.perf_counter() - t0
+    eval_env = Monitor(gym.make("Pendulum-v1"))
+    eval_env.reset(seed=seed + 1000)
+    final, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True)
+    return {
+        "algo": algo,
+        "library": "stable-baselines3",
+        "time_to_threshold_s": _first_reach(episodes, threshold),
+        "train_time_s": total,
+        "final_return": float(final),
+    }
+
+
+def run(argv: list[str]) -> BenchResult:
+    args = _args(argv)
+    threads = set_threads(args.threads)
+    steps = args.total_steps or (3_000 if args.quick else 10_000)
+    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    for a in algos:
+        if a not in ("sac", "td3"):
+            raise ValueError(f"--algos: expected names from sac,td3, got {a!r}")
+    result = BenchResult(name="sac")
+    result.notes.append(f"{steps} env steps per run; torch threads {threads}; one process")
+    peer_ok = not args.skip_peer
+    if args.skip_peer:
+        result.notes.append("peer skipped (--skip-peer)")
+    else:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError as e:
+            result.notes.append(f"peer missing: stable-baselines3 not importable ({e})")
+            peer_ok = False
+    for algo in algos:
+        cfg = _config(algo, steps, 1e-3)
+        result.notes.append(f"{algo}: {cfg}")
+        ours = run_ours(algo, cfg, args.seed, args.threshold, args.eval_episodes)
+        result.rows.append(ours)
+        if not peer_ok:
+            continue
+        peer = run_sb3(algo, cfg, args.seed, args.threshold, args.eval_episodes)
+        result.rows.append(peer)
+        result.rows.append(
+            {
+                "algo": algo,
+                "library": "ratio sb3/ours",
+                "time_to_threshold_s": peer["time_to_threshold_s"] / ours["time_to_threshold_s"],
+                "train_time_s": peer["train_time_s"] / ours["train_time_s"],
+                "final_return": ours["final_return"] - peer["final_return"],
+            }
+        )
+    result.notes.append(
+        "ratio rows: times SB3/ours (>1: ours faster); final_return ours minus "
+        "SB3 (>= 0: ours at least as good); nan: threshold never reached"
+    )
+    return result
