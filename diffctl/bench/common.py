@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+
+from diffctl.data import atomic_write
 
 __all__ = ["BenchResult", "timeit", "set_threads", "machine_info", "format_table", "write_json"]
 
@@ -119,15 +120,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename)."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
+    text = json.dumps(obj, indent=2, default=str)
+    atomic_write(path, lambda f: f.write(text.encode()))

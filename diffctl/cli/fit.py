@@ -16,9 +16,7 @@ The checkpoint's metadata records the env and which logged signal is the state
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,7 +25,7 @@ import torch
 import tyro
 
 from diffctl.bench.common import format_table
-from diffctl.data import load_dataset
+from diffctl.data import atomic_write, load_dataset
 from diffctl.envs import make
 from diffctl.models import (
     DynamicsModel,
@@ -117,22 +115,15 @@ def _plot(path: Path, model: DynamicsModel, data: Any, horizon: int) -> None:
     axes[-1, 0].set_xlabel("step")
     fig.suptitle(f"{k}-step open-loop prediction on a held-out episode")
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, default=str)
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, default=str)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def run(config: FitCommandConfig) -> dict[str, Any]:

@@ -14,9 +14,7 @@ there, with the per-episode history as ``<out>.json``. Prints the return of ever
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +22,7 @@ from typing import Annotated
 import tyro
 
 from diffctl.bench.common import format_table
+from diffctl.data import atomic_write
 from diffctl.models import save_model
 from diffctl.models.mbrl import MBRLConfig, mbrl
 
@@ -75,9 +74,7 @@ def main(argv: list[str]) -> int:
     if cmd.out is not None:
         meta = {"env": cmd.config.env, "source": "states", "mbrl_config": asdict(cmd.config)}
         save_model(cmd.out, result.model, meta)
-        fd, tmp = tempfile.mkstemp(dir=cmd.out.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"history": result.history, "meta": meta}, f, indent=2, default=str)
-        os.replace(tmp, cmd.out.with_suffix(".json"))
+        text = json.dumps({"history": result.history, "meta": meta}, indent=2, default=str)
+        atomic_write(cmd.out.with_suffix(".json"), lambda f: f.write(text.encode()))
         print(f"wrote {cmd.out}")
     return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from diffctl.control import (
     ShootingConfig,
 )
 from diffctl.control.cost import FunctionCost
+from diffctl.data import atomic_write
 from diffctl.envs import Env, VecEnv, make
 
 __all__ = ["PlanCommandConfig", "load_learned", "build_planner", "run", "main", "HELP"]
@@ -197,15 +197,10 @@ def save_plot(
     fig.tight_layout()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def main(argv: list[str]) -> int:

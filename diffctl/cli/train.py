@@ -16,8 +16,9 @@ import json
 import math
 import os
 import sys
-import tempfile
 from typing import Any
+
+from diffctl.data import atomic_write
 
 HELP = "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|apg) on an env"
 
@@ -53,16 +54,7 @@ def _parser(algos: list[str]) -> argparse.ArgumentParser:
 
 
 def _atomic_text(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def write_history(history: list[dict[str, Any]], out: str, title: str) -> list[str]:
@@ -93,11 +85,10 @@ def write_history(history: list[dict[str, Any]], out: str, title: str) -> list[s
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, paths[2])
+    try:
+        atomic_write(paths[2], lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return paths
 
 

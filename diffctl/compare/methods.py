@@ -209,11 +209,10 @@ def _agent_row(algo: str) -> Callable[[TaskSpec], dict[str, Any]]:
         import dataclasses
         import importlib
 
-        from diffctl.agents import evaluate
+        from diffctl.agents import default_config, evaluate
 
         module = importlib.import_module(f"diffctl.agents.{algo}")
-        config_cls = getattr(module, f"{algo.upper()}Config")
-        default = config_cls()
+        default = default_config(algo, spec.env)  # the tuned preset for this env
         steps = max(int(AGENT_STEPS[algo] * spec.budget), 1000)
         if hasattr(default, "num_steps"):  # on-policy: at least one batch of rollouts
             steps = max(steps, default.num_envs * default.num_steps)

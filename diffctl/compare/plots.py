@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+
+from diffctl.data import atomic_write
 
 from .runner import Row
 
@@ -11,16 +12,7 @@ __all__ = ["save_plots"]
 
 
 def _save(fig, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 
 def save_plots(out: str, rows: list[Row]) -> list[str]:
@@ -71,7 +63,7 @@ def save_plots(out: str, rows: list[Row]) -> list[str]:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("episode return")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
         path = os.path.join(out, fname)
         _save(fig, path)
         plt.close(fig)

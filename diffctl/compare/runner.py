@@ -13,13 +13,14 @@ import csv
 import io
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+
+from diffctl.data import atomic_write
 
 from .methods import METHODS, Curve
 
@@ -205,17 +206,8 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def save_results(out: str, rows: list[Row], meta: dict[str, Any]) -> None:

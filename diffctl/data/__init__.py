@@ -1,5 +1,6 @@
 """diffctl.data: trajectories, rollouts, returns, replay buffer, datasets, normalisers."""
 
+from ._io import atomic_write
 from .buffer import ReplayBuffer
 from .dataset import load_dataset, save_dataset, spec_to_dict
 from .normalize import RunningNormalizer
@@ -8,6 +9,7 @@ from .rollout import Policy, rollout
 from .trajectory import Trajectory
 
 __all__ = [
+    "atomic_write",
     "Policy",
     "ReplayBuffer",
     "RunningNormalizer",

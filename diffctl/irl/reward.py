@@ -5,7 +5,6 @@ goes (planners, agents, ``FiniteMDP`` features), with atomic, validated save / l
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from diffctl.agents.networks import mlp
+from diffctl.data import atomic_write
 from diffctl.envs.base import angle_normalize
 
 __all__ = ["RewardConfig", "RewardModel", "load_reward"]
@@ -195,14 +195,7 @@ class RewardModel(nn.Module):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "meta": dict(meta or {}),
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save(payload, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_reward(

@@ -12,13 +12,13 @@ standardiser statistics, for reading; the same values are in the state dict), ``
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from diffctl import __version__
+from diffctl.data import atomic_write
 
 from .base import DynamicsModel, Standardizer
 from .ensemble import EnsembleDynamics
@@ -83,15 +83,7 @@ def save_model(
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"path: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def _field(ckpt: Mapping[str, Any], name: str, types: type | tuple[type, ...], path: str) -> Any:

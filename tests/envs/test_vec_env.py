@@ -119,4 +119,3 @@ def test_bad_constructor_arguments():
         VecEnv(env, 2, max_steps=0)
     with pytest.raises(RuntimeError, match="reset"):
         VecEnv(env, 2).step(torch.zeros(2, 1))
-
