@@ -95,6 +95,10 @@ class Env:
     #: Whether ``reward(x, u, x_next)`` reads ``x_next``. Planners on a learned model use it:
     #: a stage cost that ignores ``x_next`` need not differentiate through the model.
     reward_uses_next_state: ClassVar[bool] = True
+    #: How many uniform numbers one start state needs. An env that sets it implements
+    #: ``_initial_state_from_uniform`` (and gets ``_initial_state`` from it); ``VecEnv`` then
+    #: draws auto-reset start states inside its fused step with a counter-based RNG.
+    reset_noise_dim: ClassVar[int] = 0
     spec: EnvSpec
 
     def __init__(
@@ -243,6 +247,15 @@ class Env:
 
     # ------------------------------------------------------------------ to implement
     def _initial_state(self, n: int, generator: torch.Generator | None) -> Tensor:
+        if self.reset_noise_dim == 0:
+            raise NotImplementedError
+        u = torch.rand(
+            n, self.reset_noise_dim, generator=generator, device=self.device, dtype=self.dtype
+        )
+        return self._initial_state_from_uniform(u)
+
+    def _initial_state_from_uniform(self, u: Tensor) -> Tensor:
+        """Start states ``[n, nx]`` from uniform numbers ``u [n, reset_noise_dim]`` in [0, 1)."""
         raise NotImplementedError
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:

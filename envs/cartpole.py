@@ -78,8 +78,11 @@ class _CartPoleBase(Env):
             dim=-1,
         )
 
-    def _balance_start(self, n: int, generator: torch.Generator | None) -> Tensor:
-        return self._uniform(n, -0.05, 0.05, 4, generator)
+    reset_noise_dim = 4
+
+    def _initial_state_from_uniform(self, u: Tensor) -> Tensor:
+        # gymnasium: every component ~ U(-0.05, 0.05)
+        return -0.05 + 0.1 * u
 
     def _balance_terminated(self, x: Tensor) -> Tensor:
         pos, theta = x[..., 0], x[..., 2]
@@ -119,9 +122,6 @@ class CartPole(_CartPoleBase):
             discrete=True,
             num_actions=2,
         )
-
-    def _initial_state(self, n: int, generator: torch.Generator | None) -> Tensor:
-        return self._balance_start(n, generator)
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
         fm = self.params["force_mag"]
@@ -182,10 +182,10 @@ class CartPoleContinuous(_CartPoleBase):
             extra={"swing_up": swing_up},
         )
 
-    def _initial_state(self, n: int, generator: torch.Generator | None) -> Tensor:
-        x = self._balance_start(n, generator)
+    def _initial_state_from_uniform(self, u: Tensor) -> Tensor:
+        x = super()._initial_state_from_uniform(u)
         if self.swing_up:
-            x = x + torch.tensor([0.0, 0.0, math.pi, 0.0], device=self.device, dtype=self.dtype)
+            x = x + torch.tensor([0.0, 0.0, math.pi, 0.0], device=u.device, dtype=u.dtype)
         return x
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:

@@ -24,6 +24,7 @@ class Pendulum(Env):
 
     default_params = {"g": 10.0, "m": 1.0, "l": 1.0}
     reward_uses_next_state = False
+    reset_noise_dim = 2
 
     def __init__(
         self,
@@ -45,9 +46,10 @@ class Pendulum(Env):
             max_steps=200,
         )
 
-    def _initial_state(self, n: int, generator: torch.Generator | None) -> Tensor:
-        high = torch.tensor([math.pi, 1.0], device=self.device, dtype=self.dtype)
-        return self._uniform(n, -high, high, 2, generator)
+    def _initial_state_from_uniform(self, u: Tensor) -> Tensor:
+        # gymnasium: theta ~ U(-pi, pi), theta_dot ~ U(-1, 1)
+        high = torch.tensor([math.pi, 1.0], device=u.device, dtype=u.dtype)
+        return (2 * u - 1) * high
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
         g, m, l = self.params["g"], self.params["m"], self.params["l"]

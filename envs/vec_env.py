@@ -7,6 +7,11 @@ Episode statistics are read out explicitly with ``episode_statistics()``.
 ``fused=True`` runs the per-step maths (dynamics, reward, termination, time limit, auto-reset
 and statistics) as one ``torch.compile``d function; the eager path is the reference it is
 tested against.
+
+Start states of envs that declare ``reset_noise_dim`` are drawn with ``hash_uniform``, a
+counter-based generator (seed, step counter, position) evaluated inside the step itself: the
+fused step then needs no separate RNG call, and a seed gives the same episodes on every device.
+Other envs draw start states from the runner's ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,24 @@ from torch import Tensor
 
 from .base import Env, EnvSpec, as_device
 
-__all__ = ["VecEnv"]
+__all__ = ["VecEnv", "hash_uniform"]
+
+
+def hash_uniform(seed: int, counter: Tensor, shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
+    """Uniform numbers in [0, 1) of ``shape`` from (seed, counter, position), without state.
+
+    Two xor-shift/multiply rounds of the ``0x45d9f3b`` integer mixer on the element's index
+    ``position + counter * numel + key(seed)`` in wrapping int32 arithmetic (vectorised on any
+    CPU or GPU); the top 24 bits become the float. ``counter`` is an int32 scalar tensor, so
+    the function traces into ``torch.compile``.
+    """
+    n = shape[0] * shape[1]
+    pos = torch.arange(n, device=counter.device, dtype=torch.int32).view(shape)
+    h = pos + counter * n + ((seed * 0x9E3779B1) & 0x7FFFFFFF)
+    for _ in range(2):
+        h = (h ^ ((h >> 16) & 0xFFFF)) * 0x45D9F3B  # logical shift of an int32 by masking
+    h = h ^ ((h >> 16) & 0xFFFF)
+    return ((h >> 8) & 0xFFFFFF).to(dtype) * (1.0 / (1 << 24))
 
 
 def _step_core(
@@ -26,18 +48,23 @@ def _step_core(
     x: Tensor,
     t: Tensor,
     u: Tensor,
-    x0: Tensor,
+    x0: Tensor | None,
+    counter: Tensor,
     ep_ret: Tensor,
     ep_len: Tensor,
     stats: Tensor,
     last: Tensor,
     max_steps: int,
+    seed: int,
 ) -> tuple[Tensor, ...]:
     """One batched step with auto-reset. Pure: returns every updated tensor.
 
     ``stats`` is ``[3]``: (sum of returns, sum of squared returns, count) of finished episodes;
     ``last`` is ``[2, N]``: return and length of each env's most recent finished episode.
     """
+    if x0 is None:  # counter-based start states (see hash_uniform)
+        shape = (x.shape[0], env.reset_noise_dim)
+        x0 = env._initial_state_from_uniform(hash_uniform(seed, counter, shape, x.dtype))
     x1 = env._dynamics(x, u)
     r = env._reward(x, u, x1)
     term = env._terminated(x1)
@@ -56,7 +83,21 @@ def _step_core(
     t_new = torch.where(done, zero, t1)
     ret_new = torch.where(done, torch.zeros_like(ret), ret)
     len_new = torch.where(done, zero, length)
-    return obs, r, term, trunc, final_obs, x1, x_new, t_new, ret_new, len_new, stats, last
+    return (
+        obs,
+        r,
+        term,
+        trunc,
+        final_obs,
+        x1,
+        x_new,
+        t_new,
+        ret_new,
+        len_new,
+        stats,
+        last,
+        counter + 1,
+    )
 
 
 class VecEnv:
@@ -104,6 +145,8 @@ class VecEnv:
         self.seed = seed
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        self._hashed_resets = self.env.reset_noise_dim > 0
+        self._counter = torch.zeros((), dtype=torch.int32, device=self.device)
         self._core = (
             torch.compile(_step_core, dynamic=False, fullgraph=True) if fused else _step_core
         )
@@ -132,7 +175,11 @@ class VecEnv:
     def reset(self, seed: int | None = None) -> Tensor:
         """Start new episodes in every env; returns ``obs [N, obs_dim]``."""
         if seed is not None:
+            if not isinstance(seed, int):
+                raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
+            self.seed = seed
             self.generator.manual_seed(seed)
+            self._counter = torch.zeros_like(self._counter)
         self._state = self.env._initial_state(self.num_envs, self.generator)
         self._t.zero_()
         self._ep_ret.zero_()
@@ -158,25 +205,50 @@ class VecEnv:
             raise RuntimeError("VecEnv: call reset() before step()")
         if self.validate:
             self._validate_action(u)
-        x0 = self.env._initial_state(self.num_envs, self.generator)
-        (obs, r, term, trunc, final_obs, x1, x_new, t_new, ret_new, len_new, stats, last) = (
-            self._core(
-                self.env,
-                self._state,
-                self._t,
-                u,
-                x0,
-                self._ep_ret,
-                self._ep_len,
-                self._stats,
-                self._last,
-                self.max_steps,
-            )
-        )
-        self._state, self._t, self._ep_ret, self._ep_len = x_new, t_new, ret_new, len_new
-        self._stats, self._last = stats, last
+        x0 = None if self._hashed_resets else self.env._initial_state(self.num_envs, self.generator)
+        out = self._core(
+            self.env, self._state, self._t, u, x0, self._counter, self._ep_ret, self._ep_len,
+            self._stats, self._last, self.max_steps, self.seed,
+        )  # fmt: skip
+        (obs, r, term, trunc, final_obs, x1, self._state, self._t, self._ep_ret, self._ep_len,
+         self._stats, self._last, self._counter) = out  # fmt: skip
         info = {"final_obs": final_obs, "final_state": x1, "done": term | trunc}
         return obs, r, term, trunc, info
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this runner exactly (states, counters, statistics,
+        RNG), as tensors on the CPU."""
+        if self._state is None:
+            raise RuntimeError("VecEnv: call reset() before state_dict()")
+        return {
+            "seed": self.seed,
+            "state": self._state.detach().cpu().clone(),
+            "t": self._t.cpu().clone(),
+            "ep_ret": self._ep_ret.cpu().clone(),
+            "ep_len": self._ep_len.cpu().clone(),
+            "stats": self._stats.cpu().clone(),
+            "last": self._last.cpu().clone(),
+            "counter": self._counter.cpu().clone(),
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a ``state_dict`` (shapes checked against this runner)."""
+        missing = {"seed", "state", "t", "ep_ret", "ep_len", "stats", "last", "counter",
+                   "generator"} - set(state)  # fmt: skip
+        if missing:
+            raise ValueError(f"state: missing keys {sorted(missing)}")
+        self.set_state(state["state"].to(self.device, self.env.dtype))
+        for name in ("t", "ep_ret", "ep_len", "stats", "last", "counter"):
+            ref = getattr(self, f"_{name}")
+            if state[name].shape != ref.shape:
+                raise ValueError(
+                    f"state: {name} has shape {tuple(state[name].shape)}, "
+                    f"expected {tuple(ref.shape)}"
+                )
+            setattr(self, f"_{name}", state[name].to(device=self.device, dtype=ref.dtype))
+        self.seed = int(state["seed"])
+        self.generator.set_state(state["generator"])
 
     def episode_statistics(self, clear: bool = True) -> dict[str, Any]:
         """Statistics of the episodes finished since the last clear (one host sync).

@@ -263,16 +263,6 @@ def seeded_init(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
 
 def runner_state(runner: Any) -> dict[str, Any] | None:
     """Everything needed to continue ``runner`` exactly (``None`` if it cannot be saved)."""
-    if isinstance(runner, VecEnv):
-        return {
-            "state": runner.state.clone(),
-            "t": runner._t.clone(),
-            "ep_ret": runner._ep_ret.clone(),
-            "ep_len": runner._ep_len.clone(),
-            "stats": runner._stats.clone(),
-            "last": runner._last.clone(),
-            "generator": runner.generator.get_state(),
-        }
     if callable(getattr(runner, "state_dict", None)):
         return runner.state_dict()
     return None
@@ -282,15 +272,7 @@ def restore_runner(runner: Any, state: dict[str, Any] | None) -> None:
     """Inverse of ``runner_state`` (a runner that cannot be restored keeps its fresh reset)."""
     if state is None:
         return
-    if isinstance(runner, VecEnv):
-        runner.set_state(state["state"].to(runner.device))
-        runner._t = state["t"].to(runner.device)
-        runner._ep_ret = state["ep_ret"].to(runner.device)
-        runner._ep_len = state["ep_len"].to(runner.device)
-        runner._stats = state["stats"].to(runner.device)
-        runner._last = state["last"].to(runner.device)
-        runner.generator.set_state(state["generator"])
-    elif callable(getattr(runner, "load_state_dict", None)):
+    if callable(getattr(runner, "load_state_dict", None)):
         runner.load_state_dict(state)
 
 

@@ -119,3 +119,51 @@ def test_bad_constructor_arguments():
         VecEnv(env, 2, max_steps=0)
     with pytest.raises(RuntimeError, match="reset"):
         VecEnv(env, 2).step(torch.zeros(2, 1))
+
+
+def test_hash_uniform_statistics_and_determinism():
+    from diffctl.envs.vec_env import hash_uniform
+
+    c = torch.tensor(7, dtype=torch.int32)
+    u = hash_uniform(0, c, (50000, 3), torch.float64)
+    assert u.min() >= 0 and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 0.005
+    assert abs(u.var().item() - 1 / 12) < 0.002
+    flat = u.flatten()
+    assert abs(torch.corrcoef(torch.stack([flat[:-1], flat[1:]]))[0, 1].item()) < 0.01
+    assert torch.equal(u, hash_uniform(0, c, (50000, 3), torch.float64))
+    assert not torch.equal(u, hash_uniform(0, c + 1, (50000, 3), torch.float64))
+    assert not torch.equal(u, hash_uniform(1, c, (50000, 3), torch.float64))
+
+
+def test_auto_resets_draw_fresh_starts_from_the_reset_distribution():
+    venv = VecEnv(make("pendulum"), 2000, seed=0, max_steps=1)
+    venv.reset()
+    starts = []
+    for _ in range(2):  # every step ends every episode (max_steps=1): all envs restart
+        venv.step(torch.zeros(2000, 1))
+        starts.append(venv.state.clone())
+    a, b = starts
+    assert not torch.equal(a, b)  # a new start every episode
+    for x in (a, b):
+        assert x[:, 0].abs().max() <= torch.pi and x[:, 1].abs().max() <= 1
+        assert abs(x[:, 0].mean().item()) < 0.1 and x[:, 0].std().item() > 1.7  # U(-pi, pi)
+
+
+def test_state_dict_round_trip_continues_exactly():
+    a = VecEnv(make("cartpole"), 8, seed=5)
+    a.reset()
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        a.step(torch.randint(0, 2, (8,), generator=g))
+    saved = a.state_dict()
+    b = VecEnv(make("cartpole"), 8, seed=99)
+    b.reset()
+    b.load_state_dict(saved)
+    for _ in range(60):
+        u = torch.randint(0, 2, (8,), generator=g)
+        oa, ra, *_ = a.step(u)
+        ob, rb, *_ = b.step(u)
+        assert torch.equal(oa, ob) and torch.equal(ra, rb)
+    with pytest.raises(ValueError, match="missing keys"):
+        b.load_state_dict({"state": saved["state"]})
