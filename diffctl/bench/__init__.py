@@ -11,4 +11,5 @@ BENCHES: dict[str, str] = {
     "ppo": "ppo",
     "sac": "sac",
     "irl": "irl",
+    "mbrl": "mbrl",
 }
