@@ -10,7 +10,8 @@ TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-python -m pip install -q "$TORCH_SPEC"
+# shellcheck disable=SC2086  # TORCH_SPEC may hold options (--index-url ...): split it
+python -m pip install -q $TORCH_SPEC
 python -m pip install -q -e ".[all,dev]"
 # mpc.pytorch (benchmark peer) declares numpy<2 but runs on numpy 2: install without its pins.
 python -m pip install -q --no-deps mpc
