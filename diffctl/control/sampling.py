@@ -34,7 +34,7 @@ from torch import Tensor
 
 from .base import PlanResult
 from .cost import Cost
-from .shooting import RolloutObjective, _check_x0, action_bounds
+from .shooting import RolloutObjective, _check_x0, _initial_actions, action_bounds
 
 __all__ = ["CEMConfig", "CEM", "MPPIConfig", "MPPI"]
 
@@ -180,21 +180,9 @@ class _SamplingPlanner:
             self.generator = torch.Generator(dev).manual_seed(self.config.seed)
         lo = None if self.low is None else self.low.to(dev, dt)
         hi = None if self.high is None else self.high.to(dev, dt)
-        if warm_start is None:
-            mean = torch.zeros(B, T, nu, device=dev, dtype=dt)
-            if lo is not None:
-                mean = mean + 0.5 * (lo + hi)
-        else:
-            if not isinstance(warm_start, Tensor) or tuple(warm_start.shape) != (T, B, nu):
-                raise ValueError(
-                    f"warm_start: expected shape {[T, B, nu]}, got "
-                    f"{list(getattr(warm_start, 'shape', [])) or type(warm_start).__name__}"
-                )
-            if not torch.isfinite(warm_start).all():
-                raise ValueError("warm_start: contains NaN or inf")
-            mean = warm_start.detach().to(dt).transpose(0, 1).contiguous()
-            if lo is not None:
-                mean = torch.minimum(torch.maximum(mean, lo), hi)
+        mean = _initial_actions(warm_start, T, B, nu, lo, hi, dev, dt).transpose(0, 1).contiguous()
+        if lo is not None:  # a warm start may lie outside the bounds
+            mean = torch.minimum(torch.maximum(mean, lo), hi)
         return x0, lo, hi, mean, self.generator
 
     def _score(self, x0: Tensor, seqs: Tensor, gen: torch.Generator) -> Tensor:

@@ -50,6 +50,31 @@ def _check_x0(x0: Any, nx: int | None = None) -> Tensor:
     return x0
 
 
+def _initial_actions(
+    warm_start: Any,
+    T: int,
+    B: int,
+    nu: int,
+    lo: Tensor | None,
+    hi: Tensor | None,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """The first guess ``[T, B, nu]``: the validated ``warm_start`` (detached), or the middle of
+    the bounds (zeros when unbounded)."""
+    if warm_start is None:
+        u = torch.zeros(T, B, nu, device=device, dtype=dtype)
+        return u if lo is None else u + 0.5 * (lo + hi)
+    if not isinstance(warm_start, Tensor) or tuple(warm_start.shape) != (T, B, nu):
+        raise ValueError(
+            f"warm_start: expected shape {[T, B, nu]}, got "
+            f"{list(getattr(warm_start, 'shape', [])) or type(warm_start).__name__}"
+        )
+    if not torch.isfinite(warm_start.detach()).all():
+        raise ValueError("warm_start: contains NaN or inf")
+    return warm_start.detach().to(dtype)
+
+
 def action_bounds(
     action_low: Tensor | float | tuple[float, ...] | None,
     action_high: Tensor | float | tuple[float, ...] | None,
@@ -286,19 +311,7 @@ class Shooting:
         dev, dt = x0.device, x0.dtype
         lo = None if self.low is None else self.low.to(dev, dt)
         hi = None if self.high is None else self.high.to(dev, dt)
-        if warm_start is None:
-            u_init = torch.zeros(T, B, nu, device=dev, dtype=dt)
-            if lo is not None:
-                u_init = u_init + 0.5 * (lo + hi)
-        else:
-            if not isinstance(warm_start, Tensor) or tuple(warm_start.shape) != (T, B, nu):
-                raise ValueError(
-                    f"warm_start: expected shape {[T, B, nu]}, got "
-                    f"{list(getattr(warm_start, 'shape', [])) or type(warm_start).__name__}"
-                )
-            if not torch.isfinite(warm_start.detach()).all():
-                raise ValueError("warm_start: contains NaN or inf")
-            u_init = warm_start.detach().to(dt)
+        u_init = _initial_actions(warm_start, T, B, nu, lo, hi, dev, dt)
         z0 = self._to_z(u_init, lo, hi)
         if cfg.optimizer == "lbfgs":
             z, gnorm, iters = self._lbfgs(x0.detach(), z0, lo, hi)
