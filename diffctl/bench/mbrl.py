@@ -28,10 +28,10 @@ CASES = {
 }  # fmt: skip
 
 
-def _mbrl_row(name: str, seed: int) -> dict:
+def _mbrl_row(name: str, seed: int, overrides: dict) -> dict:
     from diffctl.models.mbrl import MBRLConfig, mbrl
 
-    cfg = MBRLConfig(**CASES[name], seed=seed, progress=True)
+    cfg = MBRLConfig(**{**CASES[name], **overrides}, seed=seed, progress=True)
     t0 = time.perf_counter()
     result = mbrl(cfg)
     reached = [h for h in result.history if h["return"] >= cfg.target_return]
@@ -66,11 +66,16 @@ def run(argv: list[str]) -> BenchResult:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-ppo", action="store_true", help="no PPO row")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--iterations", type=int, help="planning episodes at most (default: per task)")
+    p.add_argument("--episode-steps", type=int, help="steps per episode (default: the env's)")
     args = p.parse_args(argv)
+    overrides = {
+        k: v for k in ("iterations", "episode_steps") if (v := getattr(args, k)) is not None
+    }
     set_threads(args.threads)
     result = BenchResult("mbrl")
     for task in args.tasks:
-        result.rows.append(_mbrl_row(task, args.seed))
+        result.rows.append(_mbrl_row(task, args.seed, overrides))
     if not args.skip_ppo and "pendulum" in args.tasks:
         ppo = _ppo_row(args.seed)
         result.rows.append(ppo)

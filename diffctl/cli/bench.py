@@ -1,20 +1,47 @@
-"""``diffctl bench NAME [...]``: ours against the peer on the same work, with ratios."""
+"""``diffctl bench NAME [...]``: ours against the peer on the same work, with ratios.
+
+``diffctl bench all`` runs every benchmark on its defaults (tens of minutes on a CPU);
+``diffctl bench all --quick`` runs each on the small settings in ``QUICK`` (a few minutes: a
+smoke run whose figures are not the README's). A benchmark that fails is reported with its
+error and the others still run; the exit status is then 1.
+"""
 
 from __future__ import annotations
 
 import importlib
 import sys
+import traceback
 
 from diffctl.bench import BENCHES
 from diffctl.bench.common import write_json
 
 HELP = "benchmark ours against the peers: " + "|".join([*BENCHES, "all"])
 
+QUICK: dict[str, list[str]] = {
+    "envs": ["--sizes", "64", "4096", "--seconds", "0.3"],
+    "mpc": ["--batches", "1,64", "--peer-max-batch", "64", "--repeat", "1",
+            "--closed-loop-starts", "8", "--closed-loop-steps", "60"],
+    "convex": ["--batch", "16", "--repeat", "1"],
+    "ppo": ["--quick", "--eval-episodes", "5"],
+    "sac": ["--quick", "--eval-episodes", "3"],
+    "irl": ["--iterations", "50"],
+    "mbrl": ["--tasks", "pendulum"],
+}  # fmt: skip
+"""Arguments of each benchmark under ``diffctl bench all --quick``."""
+
+
+def _usage() -> str:
+    names = "|".join([*BENCHES, "all"])
+    return (
+        f"usage: diffctl bench {{{names}}} [--json PATH] [ARGS...]\n"
+        "       diffctl bench all [--quick] [--json PATH]\n"
+        "Each benchmark takes its own flags: diffctl bench NAME --help"
+    )
+
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print(f"usage: diffctl bench {{{'|'.join([*BENCHES, 'all'])}}} [--json PATH] [ARGS...]")
-        print("Each benchmark takes its own flags: diffctl bench NAME --help")
+        print(_usage())
         return 0
     name, rest = argv[0], argv[1:]
     json_path = None
@@ -25,22 +52,44 @@ def main(argv: list[str]) -> int:
             return 2
         json_path = rest[i + 1]
         rest = rest[:i] + rest[i + 2 :]
-    names = list(BENCHES) if name == "all" else [name]
-    for n in names:
-        if n not in BENCHES:
-            print(
-                f"diffctl bench: unknown benchmark {n!r}; known: {', '.join(BENCHES)}, all",
-                file=sys.stderr,
-            )
+    if name != "all":
+        if name not in BENCHES:
+            known = ", ".join([*BENCHES, "all"])
+            print(f"diffctl bench: unknown benchmark {name!r}; known: {known}", file=sys.stderr)
             return 2
-    results = {}
-    for n in names:
-        module = importlib.import_module(f"diffctl.bench.{BENCHES[n]}")
-        print(f"== bench {n} ==", flush=True)
-        result = module.run(rest if name != "all" else [])
+        result = importlib.import_module(f"diffctl.bench.{BENCHES[name]}").run(rest)
+        print(result.table(), flush=True)
+        if json_path:
+            write_json(json_path, result.to_dict())
+            print(f"wrote {json_path}")
+        return 0
+
+    quick = "--quick" in rest
+    unknown = [a for a in rest if a != "--quick"]
+    if unknown:
+        print(f"diffctl bench all: unknown arguments {unknown}; {_usage()}", file=sys.stderr)
+        return 2
+    results: dict[str, dict] = {}
+    failed: list[str] = []
+    for n, module_name in BENCHES.items():
+        args = QUICK[n] if quick else []
+        print(f"== bench {n} {' '.join(args)} ==", flush=True)
+        try:
+            result = importlib.import_module(f"diffctl.bench.{module_name}").run(args)
+        except Exception as e:  # report and go on: `all` shows every benchmark's outcome
+            traceback.print_exc()
+            print(f"FAILED: bench {n}: {type(e).__name__}: {e}", flush=True)
+            results[n] = {"name": n, "error": f"{type(e).__name__}: {e}"}
+            failed.append(n)
+            continue
         print(result.table(), flush=True)
         results[n] = result.to_dict()
     if json_path:
-        write_json(json_path, results if name == "all" else results[name])
+        write_json(json_path, results)
         print(f"wrote {json_path}")
-    return 0
+    print(
+        f"bench all: {len(BENCHES) - len(failed)} of {len(BENCHES)} ran"
+        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        flush=True,
+    )
+    return 1 if failed else 0

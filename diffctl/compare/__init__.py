@@ -17,7 +17,7 @@ from .methods import DEFAULT_METHODS, IRL_METHODS, METHODS
 from .plots import save_plots
 from .runner import Row, TaskSpec, run_pool, run_ray, run_serial, save_results, summarize
 
-__all__ = ["CompareConfig", "CompareResult", "compare", "THRESHOLDS"]
+__all__ = ["CompareConfig", "CompareResult", "compare", "steps_to_reach", "THRESHOLDS"]
 
 # "Solved" return per env, for the env-steps comparison line.
 THRESHOLDS = {"pendulum": -200.0, "cartpole-continuous": 400.0, "cartpole": 475.0}

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from diffctl.cli import main
-from diffctl.compare import CompareConfig, compare, methods
+from diffctl.compare import CompareConfig, compare, methods, steps_to_reach
 
 # Cheap real rows on the linear system: a linear model from random logs planned with MPC, and
 # a tiny PPO run (budget 0.01: two logged episodes of 200 steps, 2,000 training steps).
@@ -99,3 +99,17 @@ def test_bad_config_names_the_field():
         CompareConfig(methods=("nope",))
     with pytest.raises(ValueError, match="budget"):
         CompareConfig(budget=0)
+
+
+@pytest.mark.slow
+def test_headline_model_based_mpc_reaches_minus_200_with_20x_fewer_steps_than_ppo(tmp_path):
+    """The README's claim from the default run, on its two rows (defaults otherwise): MPC on
+    the ensemble fitted to 2,000 random steps reaches -200 on pendulum; PPO needs >= 20x the
+    env steps to get there."""
+    cfg = CompareConfig(methods=("mpc-ensemble", "ppo"), jobs=1, out=str(tmp_path / "run"))
+    result = compare(cfg, progress=False)
+    mb, ppo = result.rows
+    assert mb.method == "mpc-ensemble" and mb.mean_return >= -200.0
+    reached = steps_to_reach(ppo, -200.0)
+    assert reached is not None and reached >= 20 * mb.env_steps
+    assert any("mpc-ensemble reached" in line and "x more" in line for line in result.summary)
