@@ -4,7 +4,9 @@ Ours: ``VecEnv(fused=True, validate=False)`` with auto-reset and on-device episo
 included, at 1, 64, 4,096 and 65,536 envs. Peers, in the same process: gymnasium's
 ``SyncVectorEnv`` (64 envs, a Python loop over single envs) and, where gymnasium has one, its
 numpy vector env (``vector_entry_point``) at the same sizes. Actions are fixed per step on both
-sides (no sampling cost), so the numbers compare the simulators.
+sides (no sampling cost), so the numbers compare the simulators. Ours and the numpy peer are
+timed in alternating rounds within one cell (median round reported), so a load change on the
+machine hits both; the first fused step (compilation) is part of the warm-up.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ HELP = "env-steps/s of VecEnv vs gymnasium SyncVectorEnv and numpy vector envs"
 SYSTEMS = {"pendulum": "Pendulum-v1", "cartpole": "CartPole-v1"}
 
 
-def _rate(
-    step: Callable[[], object], num_envs: int, seconds: float, sync: Callable[[], None]
-) -> float:
-    """Env-steps per second of ``step`` over about ``seconds`` (after a warm-up)."""
+def _warm(step: Callable[[], object], sync: Callable[[], None]) -> None:
     for _ in range(3):
         step()
     sync()
+
+
+def _round(
+    step: Callable[[], object], num_envs: int, seconds: float, sync: Callable[[], None]
+) -> float:
+    """Env-steps per second of ``step`` over about ``seconds``."""
     n, t0 = 0, time.perf_counter()
     while True:
         for _ in range(10):
@@ -40,7 +45,24 @@ def _rate(
             return num_envs * n / elapsed
 
 
-def ours(system: str, num_envs: int, device: str, seconds: float) -> float:
+Runner = tuple[Callable[[], object], int, Callable[[], None]]
+
+
+def _rates(runners: list[Runner], seconds: float, rounds: int = 4) -> list[float]:
+    """Median env-steps/s of each ``(step, num_envs, sync)`` over ``rounds`` alternating rounds
+    (about ``seconds`` per runner in all)."""
+    for step, _, sync in runners:
+        _warm(step, sync)
+    rates: list[list[float]] = [[] for _ in runners]
+    for _ in range(rounds):
+        for out, (step, n, sync) in zip(rates, runners):
+            out.append(_round(step, n, seconds / rounds, sync))
+    return [sorted(r)[len(r) // 2] for r in rates]
+
+
+def ours(system: str, num_envs: int, device: str) -> tuple[Runner, Callable[[], object]]:
+    """``(step, num_envs, sync)`` of our fused ``VecEnv`` and a function that reads its episode
+    statistics (kept on the device throughout; read once at the end)."""
     from diffctl.envs import VecEnv, make
 
     env = make(system)
@@ -57,12 +79,10 @@ def ours(system: str, num_envs: int, device: str, seconds: float) -> float:
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize()
 
-    rate = _rate(lambda: venv.step(u), num_envs, seconds, sync)
-    venv.episode_statistics()  # the statistics were kept throughout; read them once
-    return rate
+    return (lambda: venv.step(u), num_envs, sync), venv.episode_statistics
 
 
-def _gym_rate(vec, num_envs: int, seconds: float) -> float:
+def _gym_runner(vec, num_envs: int) -> Runner:
     import numpy as np
 
     vec.reset(seed=0)
@@ -72,26 +92,25 @@ def _gym_rate(vec, num_envs: int, seconds: float) -> float:
         actions = rng.integers(0, 2, size=space.shape).astype(space.dtype)
     else:
         actions = rng.uniform(space.low, space.high).astype(space.dtype)
-    rate = _rate(lambda: vec.step(actions), num_envs, seconds, lambda: None)
-    vec.close()
-    return rate
+    return (lambda: vec.step(actions), num_envs, lambda: None)
 
 
 def gym_sync(gym_id: str, num_envs: int, seconds: float) -> float:
     import gymnasium as gym
 
     vec = gym.vector.SyncVectorEnv([lambda: gym.make(gym_id) for _ in range(num_envs)])
-    return _gym_rate(vec, num_envs, seconds)
+    (rate,) = _rates([_gym_runner(vec, num_envs)], seconds)
+    vec.close()
+    return rate
 
 
-def gym_numpy(gym_id: str, num_envs: int, seconds: float) -> float | None:
+def gym_numpy(gym_id: str, num_envs: int):
     """gymnasium's numpy vector env at ``num_envs`` (``None`` if gymnasium has none)."""
     import gymnasium as gym
 
     if gym.spec(gym_id).vector_entry_point is None:
         return None
-    vec = gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
-    return _gym_rate(vec, num_envs, seconds)
+    return gym.make_vec(gym_id, num_envs=num_envs, vectorization_mode="vector_entry_point")
 
 
 def run(argv: list[str]) -> BenchResult:
@@ -107,7 +126,10 @@ def run(argv: list[str]) -> BenchResult:
     args = p.parse_args(argv)
     threads = set_threads(args.threads)
     result = BenchResult("envs")
-    result.notes.append(f"torch threads: {threads}; device: {args.device}")
+    result.notes.append(
+        f"torch threads: {threads}; device: {args.device} (on CPU the fused step runs on one "
+        "thread below 32,768 envs)"
+    )
     try:
         import gymnasium  # noqa: F401
 
@@ -132,8 +154,14 @@ def run(argv: list[str]) -> BenchResult:
             }
         )
         for n in args.sizes:
-            rate = ours(system, n, args.device, args.seconds)
-            peer = gym_numpy(gym_id, n, args.seconds) if have_gym else None
+            runner, read_statistics = ours(system, n, args.device)
+            vec = gym_numpy(gym_id, n) if have_gym else None
+            if vec is None:
+                (rate,), peer = _rates([runner], args.seconds), None
+            else:
+                rate, peer = _rates([runner, _gym_runner(vec, n)], args.seconds)
+                vec.close()
+            read_statistics()
             if peer is not None:
                 result.rows.append(
                     {

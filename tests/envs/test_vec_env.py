@@ -81,6 +81,34 @@ def test_fused_path_equals_eager_reference():
             torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-5)
 
 
+def test_fused_cartpole_equals_eager_with_terminations_and_statistics():
+    runs = {}
+    for fused in (False, True):
+        venv = VecEnv(make("cartpole"), 32, seed=2, max_steps=40, fused=fused)
+        obs = venv.reset()
+        g = torch.Generator().manual_seed(0)
+        first, steps = obs.clone(), []
+        for _ in range(60):  # random pushes: poles fall (terminated) and some hit the limit
+            obs, r, term, trunc, info = venv.step(torch.randint(0, 2, (32,), generator=g))
+            steps.append((obs, r, term, trunc, info["final_obs"], info["done"], venv.state))
+            if len(steps) == 1:
+                snapshot = [s.clone() for s in steps[0]]
+        assert all(s[2].dtype == torch.bool and s[5].dtype == torch.bool for s in steps)
+        for s, kept in zip(steps[0], snapshot):  # returned tensors are never written again
+            assert torch.equal(s, kept)
+        runs[fused] = (first, steps, venv.episode_statistics(), venv.elapsed_steps)
+    (first_e, eager, stats_e, t_e), (first_f, fused, stats_f, t_f) = runs[False], runs[True]
+    torch.testing.assert_close(first_e, first_f)
+    for x, y in zip(eager, fused):
+        for s, t in zip(x, y):
+            torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-5)
+    assert any(s[2].any() for s in eager) and any(s[3].any() for s in eager)
+    assert stats_e["count"] == stats_f["count"] > 32
+    assert stats_f["mean_return"] == pytest.approx(stats_e["mean_return"], rel=1e-6)
+    torch.testing.assert_close(stats_f["last_lengths"], stats_e["last_lengths"])
+    assert torch.equal(t_e, t_f) and t_f.dtype == torch.int64
+
+
 def test_set_state_and_float64():
     venv = VecEnv(make("pendulum", dtype=torch.float64), 2, seed=0)
     x = torch.tensor([[0.1, 0.0], [3.0, -1.0]], dtype=torch.float64)
