@@ -44,6 +44,7 @@ __all__ = [
     "IterationLogger",
     "collect_on_policy",
     "setup_runner",
+    "FlatAdam",
 ]
 
 # algorithm name -> module under diffctl.agents (exposing CONFIG and make_agent(spec, config))
@@ -131,7 +132,7 @@ class Agent(nn.Module):
         """Clip a continuous action to the env's box (discrete actions pass through)."""
         if self.spec.discrete:
             return action
-        return torch.maximum(torch.minimum(action, self.action_high), self.action_low)
+        return action.clamp(self.action_low, self.action_high)
 
     @torch.no_grad()
     def act(
@@ -175,6 +176,81 @@ class Agent(nn.Module):
 
     def extra_repr(self) -> str:
         return f"algo={self.algo!r}, env={self.spec.name!r}"
+
+
+class FlatAdam:
+    """Adam (Kingma & Ba 2015, Alg. 1; the update of ``torch.optim.Adam``) over ``params``
+    gathered into one flat tensor.
+
+    Each parameter becomes a view of ``self.flat`` and its ``.grad`` a view of ``self.grad``;
+    autograd accumulates into existing gradients in place, so zeroing the gradients, a global
+    gradient-norm clip and the Adam step are a handful of kernels on two flat tensors instead
+    of ``torch.optim``'s per-step Python bookkeeping and per-tensor work (these small networks
+    are dominated by per-op overhead). Create it after the networks are on their device; do
+    not set the parameters' ``.grad`` to ``None`` (that would cut the views).
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float,
+        eps: float = 1e-8,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> None:
+        params = list(params)
+        self.flat = torch.cat([p.detach().reshape(-1) for p in params])
+        self.grad = torch.zeros_like(self.flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.data = self.flat[offset : offset + n].view_as(p)
+            p.grad = self.grad[offset : offset + n].view_as(p)
+            offset += n
+        self.lr, self.eps, self.betas = lr, eps, betas
+        self.steps = 0
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def clip_grad_norm_(self, max_norm: float) -> Tensor:
+        """Scale the gradient to global L2 norm at most ``max_norm`` (as
+        ``torch.nn.utils.clip_grad_norm_``); returns the norm before clipping."""
+        norm = torch.linalg.vector_norm(self.grad)
+        self.grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
+        return norm
+
+    @torch.no_grad()
+    def step(self) -> None:
+        self.steps += 1
+        b1, b2 = self.betas
+        self.exp_avg.lerp_(self.grad, 1 - b1)  # first and second moments (Alg. 1)
+        self.exp_avg_sq.mul_(b2).addcmul_(self.grad, self.grad, value=1 - b2)
+        # bias corrections; eps added to the corrected sqrt(v) as torch.optim.Adam does
+        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - b2**self.steps)).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - b1**self.steps))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "lr": self.lr,
+            "exp_avg": self.exp_avg.clone(),
+            "exp_avg_sq": self.exp_avg_sq.clone(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        missing = {"steps", "lr", "exp_avg", "exp_avg_sq"} - set(state)
+        if missing:
+            raise ValueError(f"state: not a FlatAdam state (missing {sorted(missing)})")
+        for key in ("exp_avg", "exp_avg_sq"):
+            if state[key].shape != self.flat.shape:
+                raise ValueError(
+                    f"state: {key} has shape {tuple(state[key].shape)}, "
+                    f"the parameters {tuple(self.flat.shape)}"
+                )
+            getattr(self, key).copy_(state[key])
+        self.steps, self.lr = int(state["steps"]), float(state["lr"])
 
 
 @dataclass
@@ -371,8 +447,14 @@ def collect_on_policy(
         "final_obs",
     )
     out: dict[str, list[Tensor]] = {k: [] for k in keys}
+    norm = agent.obs_normalizer
+    if norm is not None:  # frozen statistics: normalise as norm.normalize does, in fewer ops
+        mean, std, clip = norm.mean.to(obs.dtype), norm.std.to(obs.dtype), norm.clip
     for _ in range(num_steps):
-        o = agent.normalize_obs(obs)
+        o = obs
+        if norm is not None:
+            o = (obs - mean) / std
+            o = o if clip is None else o.clamp(-clip, clip)
         action, logp = agent.actor.sample(o, generator)
         next_obs, reward, term, trunc, info = runner.step(agent.clip_action(action))
         for k, v in zip(keys, (o, obs, action, logp, reward, term, trunc, info["final_obs"])):

@@ -89,21 +89,20 @@ def update(
     o, a, r, o2 = batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"]
     with torch.no_grad():
         not_done = (~batch["terminated"]).to(r.dtype)
-        y = r + cfg.gamma * not_done * q_t(o2, nets["actor_target"](o2))
+        y = torch.addcmul(r, not_done, q_t(o2, nets["actor_target"](o2)), value=cfg.gamma)
     q_v = q(o, a)
     critic_loss = ((q_v - y) ** 2).mean()
-    opts["critic"].zero_grad(set_to_none=True)
+    opts["critic"].zero_grad()
     critic_loss.backward()
     opts["critic"].step()
     out = {"critic_loss": critic_loss.detach(), "q": q_v.detach().mean()}
     if n_update % cfg.policy_frequency == 0:
         actor_loss = -q(o, actor(o)).mean()
-        opts["actor"].zero_grad(set_to_none=True)
-        actor_loss.backward()
+        opts["actor"].zero_grad()
+        actor_loss.backward(inputs=list(actor.parameters()))  # no critic weight gradients
         opts["actor"].step()
         out["actor_loss"] = actor_loss.detach()
-        soft_update(nets["actor_target"], actor, cfg.tau)
-        soft_update(q_t, q, cfg.tau)
+        soft_update([(nets["actor_target"], actor), (q_t, q)], cfg.tau)
     return out
 
 

@@ -89,10 +89,10 @@ class GaussianActor(nn.Module):
         self, obs: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(action [B, act_dim], log_prob [B])``, drawn with ``generator``."""
-        mu, log_std = self.distribution(obs)
+        mu = self.mean(obs)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        a = mu + log_std.exp() * eps
-        return a, _normal_log_prob(a, mu, log_std)
+        a = torch.addcmul(mu, self.log_std.exp(), eps)
+        return a, _standard_log_prob(eps, self.log_std)
 
     def log_prob_entropy(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """``(log pi(a|o) [B], entropy [B])``."""
@@ -113,6 +113,12 @@ class GaussianActor(nn.Module):
 def _normal_log_prob(a: Tensor, mu: Tensor, log_std: Tensor) -> Tensor:
     z = (a - mu) * torch.exp(-log_std)
     return (-0.5 * z * z - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+
+def _standard_log_prob(eps: Tensor, log_std: Tensor) -> Tensor:
+    """``log N(mu + sigma eps; mu, sigma^2)`` from the standard-normal draw ``eps`` (fewer ops
+    than ``_normal_log_prob`` on the sampled action; ``log_std`` may be ``[act_dim]``)."""
+    return -0.5 * eps.square().sum(-1) - (log_std + 0.5 * _LOG_2PI).sum(-1)
 
 
 class CategoricalActor(nn.Module):
@@ -169,6 +175,8 @@ class SquashedGaussianActor(nn.Module):
         scale, bias = _bounds(action_low, action_high)
         self.register_buffer("scale", scale)
         self.register_buffer("bias", bias)
+        # sum over action dims of 0.5 log(2 pi) + 2 log 2 + log scale
+        self._logp_const = act_dim * (0.5 * _LOG_2PI + 2 * math.log(2)) + scale.log().sum().item()
 
     def sample(
         self, obs: Tensor, generator: torch.Generator | None = None
@@ -177,12 +185,12 @@ class SquashedGaussianActor(nn.Module):
         mu, log_std = self.head(self.act_fn(self.trunk(obs))).chunk(2, -1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        u = mu + log_std.exp() * eps
-        y = torch.tanh(u)
-        # log pi(a) = log N(u) - sum log(scale * (1 - tanh(u)^2)); stable form of log(1 - tanh^2)
-        log_det = 2 * (math.log(2) - u - nn.functional.softplus(-2 * u))
-        logp = _normal_log_prob(u, mu, log_std) - (log_det + self.scale.log()).sum(-1)
-        return y * self.scale + self.bias, logp
+        u = torch.addcmul(mu, log_std.exp(), eps)
+        # log pi(a) = log N(u) - sum log(scale * (1 - tanh(u)^2)), with the stable form
+        # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)); constants folded in _logp_const
+        per_dim = 2 * (u + nn.functional.softplus(-2 * u)) - log_std - 0.5 * eps.square()
+        logp = per_dim.sum(-1) - self._logp_const
+        return torch.addcmul(self.bias, torch.tanh(u), self.scale), logp
 
     def mode(self, obs: Tensor) -> Tensor:
         mu, _ = self.head(self.act_fn(self.trunk(obs))).chunk(2, -1)

@@ -23,6 +23,7 @@ from torch import Tensor
 from diffctl.agents.common import (
     Agent,
     Callback,
+    FlatAdam,
     IterationLogger,
     TrainResult,
     check_action_space,
@@ -42,17 +43,17 @@ Update = Callable[
 
 
 @torch.no_grad()
-def soft_update(target: torch.nn.Module, source: torch.nn.Module, tau: float) -> None:
-    """Polyak averaging ``target <- tau * source + (1 - tau) * target`` (Lillicrap et al. 2016)."""
-    for t, s in zip(target.parameters(), source.parameters()):
-        t.lerp_(s, tau)
+def soft_update(pairs: list[tuple[torch.nn.Module, torch.nn.Module]], tau: float) -> None:
+    """Polyak averaging ``target <- tau * source + (1 - tau) * target`` (Lillicrap et al. 2016)
+    of every ``(target, source)`` pair, as one multi-tensor kernel."""
+    targets = [t for target, _ in pairs for t in target.parameters()]
+    sources = [s for _, source in pairs for s in source.parameters()]
+    torch._foreach_lerp_(targets, sources, tau)
 
 
-def adam(params: Any, lr: float) -> torch.optim.Adam:
-    """Adam with the fused kernel (one launch per step; ~20% faster updates for small nets)."""
-    params = list(params)
-    fused = params[0].device.type in ("cpu", "cuda")
-    return torch.optim.Adam(params, lr=lr, fused=fused)
+def adam(params: Any, lr: float) -> FlatAdam:
+    """Adam over ``params`` as one flat tensor (see ``FlatAdam``)."""
+    return FlatAdam(params, lr=lr)
 
 
 def validate_off_policy_config(cfg: Any) -> None:

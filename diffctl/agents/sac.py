@@ -137,31 +137,35 @@ def update(
         alpha = log_alpha.exp()
         a2, logp2 = actor.sample(o2, gen)
         q_next = torch.minimum(q1_t(o2, a2), q2_t(o2, a2)) - alpha * logp2
-        y = r + cfg.gamma * not_done * q_next
+        y = torch.addcmul(r, not_done, q_next, value=cfg.gamma)
     q1_v, q2_v = q1(o, a), q2(o, a)
     critic_loss = ((q1_v - y) ** 2).mean() + ((q2_v - y) ** 2).mean()
-    opts["critic"].zero_grad(set_to_none=True)
+    opts["critic"].zero_grad()
     critic_loss.backward()
     opts["critic"].step()
     out = {"critic_loss": critic_loss.detach(), "q": q1_v.detach().mean()}
     if n_update % cfg.policy_frequency == 0:
+        # the actor's and the temperature's losses touch disjoint parameters: one backward for
+        # both, restricted to them (the critics' weight gradients are not needed)
+        params = [*actor.parameters(), log_alpha] if cfg.autotune else [*actor.parameters()]
         for _ in range(cfg.policy_frequency):  # delayed but as many actor steps (CleanRL)
             a_pi, logp = actor.sample(o, gen)
             q_pi = torch.minimum(q1(o, a_pi), q2(o, a_pi))
             actor_loss = (log_alpha.exp().detach() * logp - q_pi).mean()
-            opts["actor"].zero_grad(set_to_none=True)
-            actor_loss.backward()
-            opts["actor"].step()
+            loss = actor_loss
             if cfg.autotune:
                 alpha_loss = -(log_alpha * (logp.detach() + target_entropy)).mean()
-                opts["alpha"].zero_grad(set_to_none=True)
-                alpha_loss.backward()
+                loss = actor_loss + alpha_loss
+                opts["alpha"].zero_grad()
+            opts["actor"].zero_grad()
+            loss.backward(inputs=params)
+            opts["actor"].step()
+            if cfg.autotune:
                 opts["alpha"].step()
         out["actor_loss"] = actor_loss.detach()
         out["alpha"] = log_alpha.detach().exp()
         out["entropy"] = -logp.detach().mean()
-    soft_update(q1_t, q1, cfg.tau)
-    soft_update(q2_t, q2, cfg.tau)
+    soft_update([(q1_t, q1), (q2_t, q2)], cfg.tau)
     return out
 
 

@@ -125,22 +125,20 @@ def update(
             -cfg.noise_clip * scale, cfg.noise_clip * scale
         )
         a2 = agent.clip_action(nets["actor_target"](o2) + noise)
-        y = r + cfg.gamma * not_done * torch.minimum(q1_t(o2, a2), q2_t(o2, a2))
+        y = torch.addcmul(r, not_done, torch.minimum(q1_t(o2, a2), q2_t(o2, a2)), value=cfg.gamma)
     q1_v, q2_v = q1(o, a), q2(o, a)
     critic_loss = ((q1_v - y) ** 2).mean() + ((q2_v - y) ** 2).mean()
-    opts["critic"].zero_grad(set_to_none=True)
+    opts["critic"].zero_grad()
     critic_loss.backward()
     opts["critic"].step()
     out = {"critic_loss": critic_loss.detach(), "q": q1_v.detach().mean()}
     if n_update % cfg.policy_frequency == 0:
         actor_loss = -q1(o, actor(o)).mean()
-        opts["actor"].zero_grad(set_to_none=True)
-        actor_loss.backward()
+        opts["actor"].zero_grad()
+        actor_loss.backward(inputs=list(actor.parameters()))  # no critic weight gradients
         opts["actor"].step()
         out["actor_loss"] = actor_loss.detach()
-        soft_update(nets["actor_target"], actor, cfg.tau)
-        soft_update(q1_t, q1, cfg.tau)
-        soft_update(q2_t, q2, cfg.tau)
+        soft_update([(nets["actor_target"], actor), (q1_t, q1), (q2_t, q2)], cfg.tau)
     return out
 
 
