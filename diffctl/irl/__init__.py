@@ -1,6 +1,7 @@
 """Reward learning from demonstrations: MaxEnt IRL (exact on finite MDPs, sampled on continuous
 envs), apprenticeship learning / max-margin, GAIL / AIRL, imitation through differentiable MPC,
-behavioural cloning, and the ``RewardModel`` they produce (``load_reward`` reads its file)."""
+behavioural cloning, the ``RewardModel`` they produce (``load_reward`` reads its file), and
+AIRL's learned reward re-optimised by MPC and scored against the expert (``airl_reoptimise``)."""
 
 from .adversarial import AdversarialConfig, AdversarialResult, LearnedRewardRunner, adversarial_irl
 from .bc import BCConfig, BCPolicy, BCResult, behavioural_cloning
@@ -25,6 +26,13 @@ from .maxent import (
     maxent_irl_sampled,
 )
 from .mpc_imitation import MPCImitationConfig, MPCImitationResult, imitation_mpc, mpc_imitation
+from .reoptimise import (
+    ReoptimiseConfig,
+    ReoptimiseResult,
+    airl_reoptimise,
+    normalised_score,
+    uniform_random_policy,
+)
 from .reward import RewardConfig, RewardModel, load_reward
 
 __all__ = [
@@ -59,6 +67,11 @@ __all__ = [
     "MPCImitationResult",
     "imitation_mpc",
     "mpc_imitation",
+    "ReoptimiseConfig",
+    "ReoptimiseResult",
+    "airl_reoptimise",
+    "normalised_score",
+    "uniform_random_policy",
     "RewardConfig",
     "RewardModel",
     "load_reward",

@@ -5,7 +5,8 @@
 - AIRL (Fu, Luo and Levine 2018): ``D = exp(f) / (exp(f) + pi(a|s))`` with
   ``f(s, a, s') = g(s[, a]) + gamma h(s') - h(s)`` (eq. 4); with ``state_only`` the reward
   ``g(s)`` is disentangled from the dynamics and is what gets exported. The policy is trained on
-  ``f`` (the shaped reward).
+  ``f`` (the shaped reward); ``AdversarialResult.planning_cost`` hands ``g`` and ``h`` to a
+  planner that re-optimises ``f`` (``diffctl.irl.reoptimise`` scores that against the expert).
 
 PPO runs on a runner that wraps ``VecEnv`` and replaces the env's reward by the current learned
 one; it records the transitions of each PPO iteration, and PPO's per-iteration callback updates
@@ -29,6 +30,7 @@ from torch import Tensor, nn
 from diffctl.agents.common import load_checkpoint
 from diffctl.agents.ppo import PPOConfig, default_config
 from diffctl.agents.ppo import train as ppo_train
+from diffctl.control import FunctionCost
 from diffctl.data import Trajectory
 from diffctl.envs import VecEnv
 
@@ -52,9 +54,12 @@ class AdversarialConfig:
         disc_lr: Adam step size of the discriminator.
         disc_weight_decay: L2 penalty on the discriminator.
         hidden: hidden sizes of ``g``, ``h`` and GAIL's ``d``.
+        activation: activation of those networks (``"tanh"``: smooth, so an iLQR planner
+            re-optimising the learned reward gets its curvature; ReLU's Hessian is zero).
         use_observation: feed the env's observation map of the state (e.g. pendulum's
             ``[cos, sin, thdot]``) to the networks.
-        gamma: AIRL shaping discount (0: PPO's gamma).
+        gamma: AIRL shaping discount (0: PPO's gamma); 1 makes the shaping telescope exactly
+            over a planner's undiscounted horizon (see ``AdversarialResult.planning_cost``).
         seed: seed of PPO and the discriminator.
     """
 
@@ -66,6 +71,7 @@ class AdversarialConfig:
     disc_lr: float = 1e-3
     disc_weight_decay: float = 1e-4
     hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
     use_observation: bool = True
     gamma: float = 0.0
     seed: int = 0
@@ -85,21 +91,64 @@ class AdversarialConfig:
 @dataclass
 class AdversarialResult:
     """The exported reward (AIRL: ``g``; GAIL: the discriminator logit), the PPO agent trained
-    alongside, and the history (PPO records with the discriminator's loss and accuracy)."""
+    alongside, the history (PPO records with the discriminator's loss and accuracy), AIRL's
+    shaping term ``h`` (``None`` for GAIL) and the shaping discount ``gamma`` it was learned with.
+    """
 
     reward: RewardModel
     agent: Any
     history: list[dict[str, Any]] = field(default_factory=list)
+    shaping: RewardModel | None = None
+    gamma: float = 1.0
+
+    def shaped_reward(
+        self, x: Tensor, u: Tensor, x_next: Tensor, terminated: Tensor | None = None
+    ) -> Tensor:
+        """AIRL's learned reward ``f = g(s[, a]) + gamma h(s') - h(s)`` (Fu et al. 2018, eq. 4;
+        no bootstrap past a terminal state), the reward its PPO was trained on: hand it to a
+        ``LearnedRewardRunner`` to re-optimise it with an RL agent."""
+        if self.shaping is None:
+            raise ValueError("shaped_reward: only AIRL learns a shaping term h (this is GAIL)")
+        g, h = self.reward, self.shaping
+        r = g(x, u) if g.config.use_action else g(x)
+        live = 1.0 if terminated is None else (~terminated).to(r.dtype)
+        return r + self.gamma * live * h(x_next) - h(x)
+
+    def planning_cost(self, action_penalty: float = 1e-3) -> FunctionCost:
+        """A planner cost that re-optimises AIRL's learned reward ``f = g + gamma h(s') - h(s)``.
+
+        Over a horizon ``H`` the shaping telescopes (potential-based shaping, Ng, Harada and
+        Russell 1999): ``sum_{t<H} gamma^t f_t = sum_t gamma^t g(s_t) + gamma^H h(s_H) - h(s_0)``,
+        and ``h(s_0)`` does not depend on the plan. So the cost is the stage cost ``-g(x) +
+        action_penalty |u|^2`` (the small penalty keeps the box QPs of a state-only reward well
+        posed) with the terminal cost ``-h(x_H)``: exact for ``gamma = 1``; for ``gamma < 1`` the
+        planner's undiscounted sum is an approximation. ``h`` plays the role of a learned value
+        function (Fu et al. 2018, Thm. 5.1: ``h* = V* + const``), which lets a short horizon
+        see past the reward's local shape.
+        """
+        if self.shaping is None:
+            raise ValueError("planning_cost: only AIRL learns a shaping term h (this is GAIL)")
+        if not action_penalty >= 0:
+            raise ValueError(f"action_penalty: expected >= 0, got {action_penalty!r}")
+        g, h = self.reward, self.shaping
+
+        def stage(x: Tensor, u: Tensor) -> Tensor:
+            r = g(x, u) if g.config.use_action else g(x)
+            return -r + action_penalty * u.pow(2).sum(-1)
+
+        return FunctionCost(stage, lambda x: -h(x))
 
 
 class LearnedRewardRunner:
-    """A ``VecEnv`` whose step returns ``reward_fn(x, u, x_next)`` instead of the env's reward,
-    recording ``(x, u, x_next, terminated)`` of every step in ``buffer`` (cleared by the user).
-    Everything else (observations, resets, true-reward episode statistics) is the VecEnv's."""
+    """A ``VecEnv`` whose step returns ``reward_fn(x, u, x_next, terminated)`` instead of the
+    env's reward, recording ``(x, u, x_next, terminated)`` of every step in ``buffer`` (cleared
+    by the user) when ``record``. Everything else (observations, resets, true-reward episode
+    statistics) is the VecEnv's."""
 
-    def __init__(self, venv: VecEnv, reward_fn: Any) -> None:
+    def __init__(self, venv: VecEnv, reward_fn: Any, record: bool = True) -> None:
         self.venv = venv
         self.reward_fn = reward_fn
+        self.record = record
         self.buffer: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
         self.spec = venv.spec
         self.num_envs = venv.num_envs
@@ -120,7 +169,8 @@ class LearnedRewardRunner:
         x1 = info["final_state"]
         with torch.no_grad():
             r = self.reward_fn(x, u, x1, term).to(torch.float32)
-        self.buffer.append((x, u.detach(), x1, term))
+        if self.record:
+            self.buffer.append((x, u.detach(), x1, term))
         return obs, r, term, trunc, info
 
     def episode_statistics(self, clear: bool = True) -> dict[str, Any]:
@@ -159,7 +209,7 @@ def adversarial_irl(
                 use_action=not (airl and config.state_only),
                 kind="mlp",
                 hidden=config.hidden,
-                activation="relu",
+                activation=config.activation,
                 env=obs_env,
             )
         ).to(dev)
@@ -169,7 +219,7 @@ def adversarial_irl(
                     state_dim=spec.state_dim,
                     kind="mlp",
                     hidden=config.hidden,
-                    activation="relu",
+                    activation=config.activation,
                     env=obs_env,
                 )
             ).to(dev)
@@ -261,4 +311,6 @@ def adversarial_irl(
         os.rmdir(tmpdir)
     history = [dict(rec, time=time.perf_counter() - t0) for rec in result.history]
     g_net.meta = {"method": config.method, "env": spec.name, "state_only": config.state_only}
-    return AdversarialResult(reward=g_net, agent=result.agent, history=history)
+    return AdversarialResult(
+        reward=g_net, agent=result.agent, history=history, shaping=h_net, gamma=gamma
+    )

@@ -92,6 +92,22 @@ def test_adversarial_mechanics(pendulum_demos, method) -> None:
     u = torch.zeros(4, 1)
     assert res.reward(x, u).shape == (4,)
     assert res.reward.config.use_action == (method == "gail")
+    if method == "gail":
+        assert res.shaping is None
+        with pytest.raises(ValueError, match="only AIRL"):
+            res.planning_cost()
+    else:  # stage -g + 1e-3 |u|^2, terminal -h (the telescoped shaping)
+        cost = res.planning_cost()
+        with torch.no_grad():
+            stage = cost.stage_seq(x[None], torch.ones(1, 4, 1))[0]
+            assert torch.allclose(stage, -res.reward(x) + 1e-3)
+            assert torch.allclose(cost.terminal(x), -res.shaping(x))
+            x1 = env.dynamics(x, u)
+            f = res.shaped_reward(x, u, x1)
+            assert torch.allclose(f, res.reward(x) + res.gamma * res.shaping(x1) - res.shaping(x))
+            done = torch.tensor([True, False, False, False])
+            f_done = res.shaped_reward(x, u, x1, done)
+            assert torch.allclose(f_done[0], res.reward(x[:1])[0] - res.shaping(x[:1])[0])
 
 
 def test_bad_demos_continuous(pendulum_demos) -> None:
