@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .autodiff import batched_grad
 from .lqr import check_finite
 
 __all__ = [
@@ -56,9 +57,7 @@ def _autograd_quadratize(
             return g, torch.zeros(*z.shape, n, dtype=z.dtype, device=z.device)
         eye = torch.eye(n, dtype=z.dtype, device=z.device)
         eye = eye.reshape(n, *([1] * (z.dim() - 1)), n).expand(n, *z.shape)
-        (H,) = torch.autograd.grad(
-            g, zz, eye, is_grads_batched=True, create_graph=create_graph, allow_unused=True
-        )
+        (H,) = batched_grad(g, (zz,), eye, create_graph)
     if H is None:
         H = torch.zeros(n, *z.shape, dtype=z.dtype, device=z.device)
     H = H.movedim(0, -1)
@@ -306,7 +305,7 @@ class LeastSquaresCost(Cost):
             m = r.shape[-1]
             eye = torch.eye(m, dtype=z.dtype, device=z.device)
             eye = eye.reshape(m, *([1] * (r.dim() - 1)), m).expand(m, *r.shape)
-            (J,) = torch.autograd.grad(r, zz, eye, is_grads_batched=True, create_graph=create_graph)
+            (J,) = batched_grad(r, (zz,), eye, create_graph)
         J = J.movedim(0, -2)  # [*S, m, n]
         r = r if create_graph else r.detach()
         g = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1)

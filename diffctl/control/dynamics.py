@@ -3,7 +3,7 @@
 Any callable ``f(x [N, nx], u [N, nu]) -> [N, nx]`` with independent rows plugs in (an ``Env``,
 an ``nn.Module``, a function). Jacobians come from the object's analytic
 ``jacobians(x, u) -> (A [N,nx,nx], B [N,nx,nu])`` when it has one, otherwise from batched
-reverse-mode autograd (one vmapped vector-Jacobian product per output, ``is_grads_batched``).
+reverse-mode autograd (one vmapped vector-Jacobian product per output, ``batched_grad``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .autodiff import batched_grad
 from .lqr import check_finite
 
 __all__ = ["LinearDynamics", "DynamicsAdapter"]
@@ -123,14 +124,7 @@ class DynamicsAdapter:
             nxo = fx.shape[-1]
             eye = torch.eye(nxo, dtype=fx.dtype, device=fx.device)[:, None, None, :]
             eye = eye.expand(nxo, T, B, nxo)
-            gx, gu = torch.autograd.grad(
-                fx,
-                (xg, ug),
-                eye,
-                is_grads_batched=True,
-                create_graph=create_graph,
-                allow_unused=True,
-            )
+            gx, gu = batched_grad(fx, (xg, ug), eye, create_graph)
         gx = torch.zeros(nxo, *xs.shape, dtype=xs.dtype, device=xs.device) if gx is None else gx
         gu = torch.zeros(nxo, *us.shape, dtype=us.dtype, device=us.device) if gu is None else gu
         F = torch.cat([gx, gu], -1).movedim(0, -2)  # [T, B, nx, n]
@@ -150,9 +144,7 @@ class DynamicsAdapter:
             if not g.requires_grad:
                 return xs.new_zeros(T, B, n, n)
             eye = torch.eye(n, dtype=xs.dtype, device=xs.device)[:, None, None, :]
-            (H,) = torch.autograd.grad(
-                g, tau, eye.expand(n, T, B, n), is_grads_batched=True, allow_unused=True
-            )
+            (H,) = batched_grad(g, (tau,), eye.expand(n, T, B, n))
         if H is None:
             return xs.new_zeros(T, B, n, n)
         H = H.movedim(0, -2)
