@@ -26,13 +26,20 @@ __all__ = ["EnvSpec", "Env", "as_device"]
 
 
 def as_device(device: str | torch.device | None) -> torch.device:
-    """Normalise a device argument (``None`` means CPU)."""
+    """Normalise a device argument (``None`` means CPU).
+
+    An accelerator without an index (``"cuda"``) resolves to the current one (``cuda:0``), the
+    device its tensors report, so ``tensor.device == as_device("cuda")`` holds.
+    """
     if device is None:
         return torch.device("cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"device: cannot interpret {device!r} as a torch device") from e
+    if dev.type in ("cpu", "meta") or dev.index is not None:
+        return dev
+    return torch.empty(0, device=dev).device
 
 
 @dataclass(frozen=True)

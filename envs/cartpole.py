@@ -185,7 +185,7 @@ class CartPoleContinuous(_CartPoleBase):
     def _initial_state_from_uniform(self, u: Tensor) -> Tensor:
         x = super()._initial_state_from_uniform(u)
         if self.swing_up:
-            x = x + torch.tensor([0.0, 0.0, math.pi, 0.0], device=u.device, dtype=u.dtype)
+            x = torch.cat((x[..., :2], x[..., 2:3] + math.pi, x[..., 3:]), -1)  # pole down
         return x
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:

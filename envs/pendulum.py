@@ -48,8 +48,9 @@ class Pendulum(Env):
 
     def _initial_state_from_uniform(self, u: Tensor) -> Tensor:
         # gymnasium: theta ~ U(-pi, pi), theta_dot ~ U(-1, 1)
-        high = torch.tensor([math.pi, 1.0], device=u.device, dtype=u.dtype)
-        return (2 * u - 1) * high
+        # (no torch.tensor here: a host-to-device copy per step would synchronise a GPU loop)
+        x = 2 * u - 1
+        return torch.stack((x[..., 0] * math.pi, x[..., 1]), -1)
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
         g, m, l = self.params["g"], self.params["m"], self.params["l"]

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from diffctl.data import atomic_write
-from diffctl.envs import Env, EnvSpec, VecEnv, make
+from diffctl.envs import Env, EnvSpec, VecEnv, as_device, make
 
 __all__ = [
     "ALGORITHMS",
@@ -283,7 +283,7 @@ def make_runner(
                 "env: expected an env name, an Env, a VecEnv or a runner with the VecEnv API "
                 f"(missing {attr!r}), got {type(env).__name__}"
             )
-    if device is not None and torch.device(device) != torch.device(env.device):
+    if device is not None and as_device(device) != as_device(env.device):
         raise ValueError(f"device: the runner is on {env.device}, asked for {device}")
     return env
 

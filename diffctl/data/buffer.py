@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffctl.envs import as_device
+
 from ._io import atomic_write, check_path
 from .trajectory import Trajectory
 
@@ -66,10 +68,7 @@ class ReplayBuffer:
             raise ValueError(f"state_dim: expected a positive int or None, got {state_dim!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise TypeError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
-        try:
-            self.device = torch.device("cpu" if device is None else device)
-        except (RuntimeError, TypeError) as e:
-            raise ValueError(f"device: cannot interpret {device!r} as a torch device") from e
+        self.device = as_device(device)
         self.capacity = capacity
         self.obs_dim = obs_dim
         self.act_dim = act_dim
