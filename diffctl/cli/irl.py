@@ -9,7 +9,9 @@ Example::
 ``margin`` (max-margin over sampled non-expert trajectories), ``gail`` / ``airl`` (adversarial,
 PPO inner loop), ``mpc`` (cost learning through differentiable MPC). Each method's settings are
 the fields of its config dataclass, given as ``--maxent.iterations 50`` etc. The reward file is
-read back with ``diffctl.irl.load_reward(path)``.
+read back with ``diffctl.irl.load_reward(path)``; ``airl`` also writes its shaping term ``h`` to
+``reward.shaping.pt`` beside it (``diffctl.irl.load_adversarial`` reads both), and
+``diffctl plan --reward reward.pt`` plans on the whole learned reward.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
     spec = env.spec
     torch.manual_seed(config.seed)
     method = config.method
+    saver = None  # AIRL saves h beside g, so re-planning uses the whole learned f
     if method in ("maxent", "margin"):
         reward = RewardModel(
             RewardConfig(
@@ -112,6 +115,7 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
         adv = AdversarialConfig(**{**asdict(config.adversarial), "method": method})
         res_adv = adversarial_irl(env, demos, adv)
         reward, history, settings = res_adv.reward, res_adv.history, asdict(adv)
+        saver = res_adv.save
     else:
         res_mpc = mpc_imitation(env, demos, config.mpc)
         reward, history, settings = res_mpc.reward, res_mpc.history, asdict(config.mpc)
@@ -122,7 +126,7 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
         "demos": str(config.demos),
         "settings": settings,
     }
-    reward.save(config.out, meta=file_meta)
+    (saver or reward.save)(config.out, meta=file_meta)
     return reward, history, file_meta
 
 

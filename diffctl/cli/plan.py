@@ -5,12 +5,15 @@ Example::
     diffctl plan --env pendulum --planner mpc --episodes 5 --seed 0 --plot plan.png
     diffctl plan --env pendulum --planner cem --cem.num-samples 200 --cem.iterations 3
     diffctl plan --env pendulum --planner mppi --model model.pt   # a learned dynamics model
+    diffctl plan --env pendulum --reward reward.pt                # a reward from diffctl irl
 
 The episodes run in parallel (one ``VecEnv`` of ``--episodes`` envs, one batched plan per
 control step) from the env's seeded initial states. Prints the return of each episode, their
 mean, the solve time per control step and the fraction of converged solves; ``--plot`` saves
-the states and actions over time. ``--model`` / ``--reward`` plan with a learned dynamics /
-reward model loaded by ``diffctl.models.load_model`` (the real env still runs the episodes).
+the states and actions over time. ``--model`` plans with a learned dynamics model loaded by
+``diffctl.models.load_model``, ``--reward`` with a reward written by ``diffctl irl`` (for AIRL,
+MPC plans on the whole learned ``f = g + h(s') - h(s)``: stage cost ``-g``, terminal cost
+``-h``); the real env still runs the episodes and scores them with its own reward.
 """
 
 from __future__ import annotations
@@ -44,7 +47,15 @@ from diffctl.control.cost import FunctionCost
 from diffctl.data import atomic_write
 from diffctl.envs import Env, VecEnv, make
 
-__all__ = ["PlanCommandConfig", "load_learned", "build_planner", "run", "main", "HELP"]
+__all__ = [
+    "PlanCommandConfig",
+    "load_learned",
+    "load_learned_reward",
+    "build_planner",
+    "run",
+    "main",
+    "HELP",
+]
 
 HELP = "closed-loop planning in an env: mpc|cem|mppi|shooting, returns and solve times"
 
@@ -70,7 +81,7 @@ class PlanCommandConfig:
     model: Path | None = None
     """plan with a learned dynamics model (a ``diffctl fit`` checkpoint) instead of the env."""
     reward: Path | None = None
-    """plan with a learned reward model r(x, u, x') instead of the env's reward."""
+    """plan with a learned reward (a ``diffctl irl`` file) instead of the env's reward."""
     mpc: MPCConfig = MPCConfig()
     cem: CEMConfig = CEMConfig()
     mppi: MPPIConfig = MPPIConfig()
@@ -109,14 +120,33 @@ def load_learned(path: str | os.PathLike, flag: str) -> Callable[..., torch.Tens
     return model.eval() if hasattr(model, "eval") else model
 
 
+def load_learned_reward(path: str | os.PathLike, env: Env, flag: str = "--reward") -> Any:
+    """Load a ``diffctl irl`` reward file as an ``AdversarialResult`` (``.reward`` is the reward
+    model; ``.shaping`` is AIRL's ``h``, else ``None``) on the env's device and dtype."""
+    from diffctl.irl import load_adversarial
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag}: no such reward file {os.fspath(path)!r}")
+    try:
+        learned = load_adversarial(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"{flag}: {e}") from e
+    for model in (learned.reward, learned.shaping):
+        if model is not None:
+            model.to(device=env.device, dtype=env.dtype).eval()
+    return learned
+
+
 def build_planner(
     config: PlanCommandConfig,
     env: Env,
     dynamics: Callable[..., torch.Tensor] | None = None,
     reward: Callable[..., torch.Tensor] | None = None,
+    cost: Any = None,
 ) -> Any:
     """The planner the flags describe, on ``dynamics`` (default: the env) and ``reward``
-    (default: the env's reward), within the env's action bounds."""
+    (default: the env's reward), within the env's action bounds. ``cost`` (MPC only)
+    replaces the cost ``-reward`` (e.g. AIRL's ``planning_cost`` with its terminal ``-h``)."""
     spec = env.spec
     if spec.discrete:
         raise ValueError(f"env: {spec.name} has discrete actions; the planners need continuous")
@@ -125,9 +155,9 @@ def build_planner(
     lo, hi = spec.action_bounds(env.device, env.dtype)
     nu = spec.act_dim
     if config.planner == "mpc":
-        if reward is None and dynamics is None:
-            cost: Any = RewardCost(env)
-        else:
+        if cost is None and reward is None and dynamics is None:
+            cost = RewardCost(env)
+        elif cost is None:
             cost = FunctionCost(lambda x, u: -rew(x, u, dyn(x, u)))
         return MPC(dyn, cost, config.mpc, nu=nu, u_lower=lo, u_upper=hi)
     if config.planner == "shooting":
@@ -145,8 +175,14 @@ def run(config: PlanCommandConfig) -> dict[str, Any]:
     """Run the episodes; returns returns, mean, solve time, convergence rate, trajectories."""
     env = make(config.env)
     dynamics = None if config.model is None else load_learned(config.model, "--model")
-    reward = None if config.reward is None else load_learned(config.reward, "--reward")
-    policy = MPCPolicy(build_planner(config, env, dynamics, reward), warm_start=config.warm_start)
+    reward, cost = None, None
+    if config.reward is not None:
+        learned = load_learned_reward(config.reward, env)
+        reward = learned.reward
+        if learned.shaping is not None and config.planner == "mpc":
+            cost = learned.planning_cost()
+    planner = build_planner(config, env, dynamics, reward, cost)
+    policy = MPCPolicy(planner, warm_start=config.warm_start)
     steps = config.steps or env.spec.max_steps
     venv = VecEnv(env, config.episodes, seed=config.seed, max_steps=steps)
     venv.reset(seed=config.seed)

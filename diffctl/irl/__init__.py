@@ -3,7 +3,14 @@ envs), apprenticeship learning / max-margin, GAIL / AIRL, imitation through diff
 behavioural cloning, the ``RewardModel`` they produce (``load_reward`` reads its file), and
 AIRL's learned reward re-optimised by MPC and scored against the expert (``airl_reoptimise``)."""
 
-from .adversarial import AdversarialConfig, AdversarialResult, LearnedRewardRunner, adversarial_irl
+from .adversarial import (
+    AdversarialConfig,
+    AdversarialResult,
+    LearnedRewardRunner,
+    adversarial_irl,
+    load_adversarial,
+    shaping_path,
+)
 from .bc import BCConfig, BCPolicy, BCResult, behavioural_cloning
 from .demos import check_demos, empirical_initial, empirical_occupancy, finite_demo_states
 from .margin import (
@@ -40,6 +47,8 @@ __all__ = [
     "AdversarialResult",
     "LearnedRewardRunner",
     "adversarial_irl",
+    "load_adversarial",
+    "shaping_path",
     "BCConfig",
     "BCPolicy",
     "BCResult",

@@ -22,6 +22,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,9 +36,16 @@ from diffctl.data import Trajectory
 from diffctl.envs import VecEnv
 
 from .demos import check_demos
-from .reward import RewardConfig, RewardModel
+from .reward import RewardConfig, RewardModel, load_reward
 
-__all__ = ["AdversarialConfig", "AdversarialResult", "adversarial_irl", "LearnedRewardRunner"]
+__all__ = [
+    "AdversarialConfig",
+    "AdversarialResult",
+    "LearnedRewardRunner",
+    "adversarial_irl",
+    "load_adversarial",
+    "shaping_path",
+]
 
 
 @dataclass(frozen=True)
@@ -137,6 +145,43 @@ class AdversarialResult:
             return -r + action_penalty * u.pow(2).sum(-1)
 
         return FunctionCost(stage, lambda x: -h(x))
+
+    def save(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+        """Write ``reward`` to ``path`` (``RewardModel.save``). AIRL's ``h`` goes to
+        ``shaping_path(path)`` first, and ``path``'s meta names that file and ``gamma``, so
+        ``load_adversarial`` (and ``diffctl plan --reward``) can plan on the whole learned f."""
+        meta = dict(meta or {})
+        if self.shaping is not None:
+            side = shaping_path(path)
+            self.shaping.save(side, meta={"role": "AIRL shaping h", "gamma": self.gamma})
+            meta.update(shaping=side.name, gamma=self.gamma)
+        self.reward.save(path, meta=meta)
+
+
+def shaping_path(path: str | os.PathLike) -> Path:
+    """Where ``AdversarialResult.save(path)`` writes AIRL's ``h``: ``reward.pt`` ->
+    ``reward.shaping.pt``, in the same folder."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.shaping{p.suffix or '.pt'}")
+
+
+def load_adversarial(
+    path: str | os.PathLike, *, device: str | torch.device | None = None
+) -> AdversarialResult:
+    """Read back what ``AdversarialResult.save`` wrote: the reward, and for AIRL its shaping
+    term ``h`` and ``gamma`` (``agent`` is ``None``: the inner PPO agent is not saved). A file
+    without a shaping entry (GAIL, or any other reward file) loads with ``shaping=None``."""
+    g = load_reward(path, device=device)
+    name = g.meta.get("shaping")
+    if name is None:
+        return AdversarialResult(reward=g, agent=None)
+    side = Path(path).with_name(str(name))
+    if not side.is_file():
+        raise FileNotFoundError(
+            f"path: {str(path)!r} names the AIRL shaping file {str(side)!r}, which is missing"
+        )
+    h = load_reward(side, device=device)
+    return AdversarialResult(reward=g, agent=None, shaping=h, gamma=float(g.meta["gamma"]))
 
 
 class LearnedRewardRunner:

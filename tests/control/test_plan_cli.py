@@ -121,6 +121,11 @@ def test_errors_name_the_flag(tmp_path, monkeypatch, capsys):
     assert "episodes" in capsys.readouterr().err
     assert main(["plan", "--planner", "cem", "--cem.num-elites", "900"]) == 2
     assert "num_elites" in capsys.readouterr().err
+    models = pytest.importorskip("diffctl.models")
+    dyn = tmp_path / "dyn.pt"  # a dynamics checkpoint is not a reward file
+    models.save_model(dyn, models.LinearModel(2, 1), {"env": "pendulum", "source": "states"})
+    assert main(["plan", "--reward", str(dyn)]) == 2
+    assert "--reward: path:" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "diffctl.models", None)  # learned models unavailable
-    assert main(["plan", "--reward", str(tmp_path / "r.pt")]) == 2
-    assert "--reward: learned models need diffctl.models.load_model" in capsys.readouterr().err
+    assert main(["plan", "--model", str(tmp_path / "m.pt")]) == 2
+    assert "--model: learned models need diffctl.models.load_model" in capsys.readouterr().err

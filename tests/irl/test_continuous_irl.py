@@ -17,6 +17,7 @@ from diffctl.irl import (
     SampledMaxEntConfig,
     adversarial_irl,
     behavioural_cloning,
+    load_adversarial,
     load_reward,
     max_margin_irl_sampled,
     maxent_irl_sampled,
@@ -161,6 +162,15 @@ def test_cli_irl_and_collect_experts(tmp_path) -> None:
     reward = load_reward(out)
     assert reward.meta["method"] == "margin" and reward.meta["env"] == "pendulum"
     assert reward(torch.zeros(3, 2), torch.zeros(3, 1)).shape == (3,)
+    airl = tmp_path / "airl.pt"  # AIRL writes h beside g; load_adversarial reads both
+    args = ["--adversarial.total-steps", "4096", "--adversarial.disc-batch", "128"]
+    rc = cli_main(
+        ["irl", "--demos", str(tmp_path / "e.npz"), "--method", "airl", "--out", str(airl)] + args
+    )
+    assert rc == 0 and (tmp_path / "airl.shaping.pt").is_file()
+    back = load_adversarial(airl)
+    assert back.shaping is not None and back.reward.meta["method"] == "airl"
+    assert back.gamma == back.reward.meta["gamma"] > 0
     # demos that do not match the env
     rc = cli_main(
         [
