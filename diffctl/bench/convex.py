@@ -1,15 +1,21 @@
-"""``diffctl bench convex``: our box-DDP MPC against ``ConvexMPC`` (cvxpylayers + Clarabel).
+"""``diffctl bench convex``: our MPC against ``ConvexMPC`` (cvxpylayers + Clarabel).
 
 The same batch of box-constrained linear-quadratic problems (default nx=4, nu=2, T=30,
 ``|u| <= 1``, batch 64, float64, a random system with start states far enough out that the
 bounds are active) is solved by
 
-- ours: ``MPC`` on ``LinearDynamics`` with a ``QuadCost`` (projected-Newton box-DDP; backward by
-  implicit differentiation at the fixed point);
+- ours: ``MPC`` on ``LinearDynamics`` with a ``QuadCost``. With the default ``--solver auto``
+  this runs the condensed solver (``diffctl.control.condensed``: the states eliminated, one
+  dense box QP in the ``T nu`` controls solved exactly by an interior-point phase and
+  primal-dual active-set iterations; backward by autograd through one solve over the final free
+  set, i.e. implicit differentiation at the solution); ``--solver ddp`` runs the projected-
+  Newton box-DDP instead (backward by implicit differentiation at its fixed point). The row's
+  ``ours_solver`` says which one ran;
 - peer: ``ConvexMPC``, the QP as a cvxpylayers layer solved by Clarabel through diffcp.
 
 Both run forward and forward+backward (gradient of a fixed random linear function of the
-actions with respect to ``x0`` and the dynamics matrix ``A``), in one process. Reported: time
+actions with respect to ``x0`` and the dynamics matrix ``A``), in one process, the timed runs
+alternating between the two. Reported: time
 per call, the ratio peer/ours, the largest difference of the plans and of the gradients.
 """
 
@@ -41,20 +47,22 @@ def problem(nx: int, nu: int, batch: int, seed: int = 0) -> dict[str, torch.Tens
     }
 
 
-def solve_ours(p: dict[str, torch.Tensor], T: int, bound: float, grad: bool) -> tuple[Any, ...]:
+def solve_ours(
+    p: dict[str, torch.Tensor], T: int, bound: float, grad: bool, solver: str = "auto"
+) -> tuple[Any, ...]:
     from diffctl.control import MPC, LinearDynamics, MPCConfig, QuadCost
 
     x0 = p["x0"].clone().requires_grad_(grad)
     A = p["A"].clone().requires_grad_(grad)
     dyn = LinearDynamics(torch.cat([A, p["B"]], 1))
     cost = QuadCost.tracking(p["Q"], p["R"], Q_final=p["Q"])
-    cfg = MPCConfig(horizon=T, u_lower=-bound, u_upper=bound)
+    cfg = MPCConfig(horizon=T, u_lower=-bound, u_upper=bound, solver=solver)
     with torch.set_grad_enabled(grad):
         res = MPC(dyn, cost, cfg).plan(x0)
         if not grad:
             return res.actions, res.converged
         gx, gA = torch.autograd.grad((res.actions * p["w"]).sum(), (x0, A))
-    return res.actions.detach(), res.converged, gx, gA
+    return res.actions.detach(), res.converged, gx, gA, res.info["solver"]
 
 
 def solve_convex(layer: Any, p: dict[str, torch.Tensor], bound: float, grad: bool) -> tuple:
@@ -71,23 +79,31 @@ def solve_convex(layer: Any, p: dict[str, torch.Tensor], bound: float, grad: boo
 def measure(
     p: dict[str, torch.Tensor], args: argparse.Namespace, layer: Any, have_ours: bool
 ) -> dict[str, Any]:
-    """One row: times of both solvers on problem ``p`` and their disagreement."""
+    """One row: times of both solvers on problem ``p`` and their disagreement. The timed runs
+    alternate between the solvers (ours fwd, peer fwd, ours fwd+bwd, peer fwd+bwd, repeated),
+    so that a change in machine load hits both; medians are reported."""
     T, bound = args.horizon, args.bound
     row: dict[str, Any] = {"batch": p["x0"].shape[0]}
-    if have_ours:
-        u, conv, gx, gA = solve_ours(p, T, bound, True)
-        row["ours_fwd_s"] = timeit(lambda: solve_ours(p, T, bound, False), repeat=args.repeat)
-        row["ours_fwd_bwd_s"] = timeit(lambda: solve_ours(p, T, bound, True), repeat=args.repeat)
+    s = args.solver
+    runs: dict[str, Any] = {}
+    if have_ours:  # (the first, untimed call is the warm-up)
+        u, conv, gx, gA, row["ours_solver"] = solve_ours(p, T, bound, True, s)
         row["ours_converged"] = float(conv.float().mean())
+        runs["ours_fwd_s"] = lambda: solve_ours(p, T, bound, False, s)
     if layer is not None:
         uc, _, gxc, gAc = solve_convex(layer, p, bound, True)
-        row["convex_fwd_s"] = timeit(
-            lambda: solve_convex(layer, p, bound, False), repeat=args.repeat, warmup=0
-        )
-        row["convex_fwd_bwd_s"] = timeit(
-            lambda: solve_convex(layer, p, bound, True), repeat=args.repeat, warmup=0
-        )
         row["convex_max_|u|-bound"] = float(uc.abs().max() - bound)
+        runs["convex_fwd_s"] = lambda: solve_convex(layer, p, bound, False)
+    if have_ours:
+        runs["ours_fwd_bwd_s"] = lambda: solve_ours(p, T, bound, True, s)
+    if layer is not None:
+        runs["convex_fwd_bwd_s"] = lambda: solve_convex(layer, p, bound, True)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(args.repeat):
+        for k, fn in runs.items():
+            times[k].append(timeit(fn, warmup=0, repeat=1))
+    for k, ts in times.items():
+        row[k] = sorted(ts)[len(ts) // 2]
     if have_ours and layer is not None:
         row["x_faster_fwd"] = row["convex_fwd_s"] / row["ours_fwd_s"]
         row["x_faster_fwd_bwd"] = row["convex_fwd_bwd_s"] / row["ours_fwd_bwd_s"]
@@ -95,7 +111,10 @@ def measure(
         row["max_dgrad_x0"] = float((gx - gxc).abs().max())
         row["max_dgrad_A"] = float((gA - gAc).abs().max())
         row["active_frac"] = float(((u.abs() - bound).abs() < 1e-6).float().mean())
-    return row
+    order = ["batch", "ours_solver", "ours_fwd_s", "ours_fwd_bwd_s", "ours_converged"]
+    order += ["convex_fwd_s", "convex_fwd_bwd_s", "convex_max_|u|-bound", "x_faster_fwd"]
+    order += ["x_faster_fwd_bwd", "max_du", "max_dgrad_x0", "max_dgrad_A", "active_frac"]
+    return {k: row[k] for k in order if k in row}
 
 
 def run(argv: list[str]) -> BenchResult:
@@ -120,13 +139,21 @@ def run(argv: list[str]) -> BenchResult:
         help="ConvexMPC's derivative solve (dense: its default, exact; lsqr: faster, ~1e-2 "
         "relative gradient error seen with active bounds)",
     )
+    ap.add_argument(
+        "--solver",
+        default="auto",
+        choices=["auto", "ddp", "condensed"],
+        help="our MPC's solver (MPCConfig.solver; auto: condensed on this LQ problem)",
+    )
     args = ap.parse_args(argv)
     threads = set_threads(args.threads)
     result = BenchResult("convex")
     result.notes.append(
         f"torch threads {threads}; diffcp n_jobs 1, mode {args.diff_mode}; float64; "
         f"nx={args.nx} nu={args.nu} "
-        f"T={args.horizon} |u|<={args.bound}; backward = d(w . u)/d(x0, A)"
+        f"T={args.horizon} |u|<={args.bound}; backward = d(w . u)/d(x0, A); ours: MPC with "
+        f"solver={args.solver!r} (ours_solver: the one that ran; 'condensed' = dense box QP "
+        "in the T*nu controls, 'ddp' = box-DDP)"
     )
     try:
         from diffctl.control import ConvexMPC, ConvexMPCConfig

@@ -1,3 +1,5 @@
+from .condensed import CondensedQP as CondensedQP
+from .condensed import condense as condense
 from .convex import ConvexMPC as ConvexMPC
 from .convex import ConvexMPCConfig as ConvexMPCConfig
 from .cost import Cost as Cost
