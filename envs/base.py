@@ -104,7 +104,8 @@ class Env:
     reward_uses_next_state: ClassVar[bool] = True
     #: How many uniform numbers one start state needs. An env that sets it implements
     #: ``_initial_state_from_uniform`` (and gets ``_initial_state`` from it); ``VecEnv`` then
-    #: draws auto-reset start states inside its fused step with a counter-based RNG.
+    #: draws auto-reset start states inside its fused step with a counter-based RNG, and its
+    #: eager step draws them (and their observations) for a block of steps ahead.
     reset_noise_dim: ClassVar[int] = 0
     spec: EnvSpec
 

@@ -54,19 +54,22 @@ class Pendulum(Env):
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
         g, m, l = self.params["g"], self.params["m"], self.params["l"]
-        th, thdot = x[..., 0], x[..., 1]
+        th, thdot = x.unbind(-1)
         u = u[..., 0].clamp(-MAX_TORQUE, MAX_TORQUE)
         dt = self.spec.dt
-        newthdot = thdot + (3 * g / (2 * l) * torch.sin(th) + 3.0 / (m * l**2) * u) * dt
-        newthdot = newthdot.clamp(-MAX_SPEED, MAX_SPEED)
-        newth = th + newthdot * dt
+        # gymnasium: thdot + (3 g / (2 l) sin(th) + 3 / (m l^2) u) dt, in fewer (scalar) ops
+        accel = torch.addcmul(u * (3.0 / (m * l * l)), torch.sin(th), g / l, value=1.5)
+        newthdot = torch.add(thdot, accel, alpha=dt).clamp(-MAX_SPEED, MAX_SPEED)
+        newth = torch.add(th, newthdot, alpha=dt)
         return torch.stack([newth, newthdot], dim=-1)
 
     def _reward(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
-        th, thdot = x[..., 0], x[..., 1]
+        th, thdot = x.unbind(-1)
         u = u[..., 0].clamp(-MAX_TORQUE, MAX_TORQUE)
-        return -(angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * u**2)
+        # -(angle_normalize(th)^2 + 0.1 thdot^2 + 0.001 u^2)
+        cost = torch.addcmul(angle_normalize(th).square(), thdot, thdot, value=0.1)
+        return torch.addcmul(cost, u, u, value=0.001).neg()
 
     def _observe(self, x: Tensor) -> Tensor:
-        th, thdot = x[..., 0], x[..., 1]
+        th, thdot = x.unbind(-1)
         return torch.stack([torch.cos(th), torch.sin(th), thdot], dim=-1)

@@ -16,6 +16,8 @@ have the same layout (same shapes and values as the eager path, different stride
 Start states of envs that declare ``reset_noise_dim`` are drawn with ``hash_uniform``, a
 counter-based generator (seed, step counter, position) evaluated inside the step itself: the
 fused step then needs no separate RNG call, and a seed gives the same episodes on every device.
+The eager step draws the same numbers for a block of steps at once (with the start states'
+observations), so a step at a few envs pays no per-step RNG or start-state ops.
 Other envs draw start states from the runner's ``torch.Generator``.
 """
 
@@ -34,6 +36,7 @@ from .base import Env, EnvSpec, as_device
 __all__ = ["VecEnv", "hash_uniform"]
 
 _GRAIN_SIZE = 32768  # at::internal::GRAIN_SIZE: fewer elements than this run on one thread
+_START_BLOCK = 4096  # the eager step draws the start states of this many env-steps at once
 
 # Rows of VecEnv's per-env accumulator of finished episodes.
 _SUM, _SUM_SQ, _COUNT, _LAST_RET, _LAST_LEN = range(5)
@@ -44,11 +47,12 @@ def _seed_key(seed: int) -> int:
 
 
 def _hash_uniform(
-    key: int | Tensor, counter: Tensor, shape: tuple[int, int], dtype: torch.dtype
+    key: int | Tensor, counter: Tensor, shape: tuple[int, int], dtype: torch.dtype, steps: int = 1
 ) -> Tensor:
+    # ``steps`` > 1: the numbers of counters counter, ..., counter + steps - 1, stacked in rows
     n = shape[0] * shape[1]
-    pos = torch.arange(n, device=counter.device, dtype=torch.int32).view(shape)
-    h = pos + counter * n + key
+    pos = torch.arange(steps * n, device=counter.device, dtype=torch.int32)
+    h = pos.view(steps * shape[0], shape[1]) + counter * n + key
     for _ in range(2):
         h = (h ^ ((h >> 16) & 0xFFFF)) * 0x45D9F3B  # logical shift of an int32 by masking
     h = h ^ ((h >> 16) & 0xFFFF)
@@ -71,15 +75,15 @@ def _step_core(
     x: Tensor,
     t: Tensor,
     u: Tensor,
-    x0: Tensor | None,
-    counter: Tensor,
-    key: Tensor,
+    x0: Tensor,
+    obs0: Tensor | None,
     ep_ret: Tensor,
     acc: Tensor,
     max_steps: int,
     rowwise: bool = False,
 ) -> tuple[Tensor, ...]:
-    """One batched step with auto-reset. Pure: returns every updated tensor.
+    """One batched step with auto-reset to ``x0`` (observed as ``obs0``, computed from ``x0``
+    when ``None``). Pure: returns every updated tensor.
 
     ``acc`` is ``[5, N]``, per env: sum and sum of squares of the returns of its finished
     episodes, their count, and the return and length of the most recent one. ``t`` counts the
@@ -87,9 +91,6 @@ def _step_core(
     ``[N, nx]`` and ``[5, N]`` results from per-row selections (fewer ops eagerly otherwise; the
     traced step uses it, so TorchInductor computes every row in one loop over the envs).
     """
-    if x0 is None:  # counter-based start states (see hash_uniform)
-        shape = (x.shape[0], env.reset_noise_dim)
-        x0 = env._initial_state_from_uniform(_hash_uniform(key, counter, shape, x.dtype))
     x1 = env._dynamics(x, u)
     r = env._reward(x, u, x1)
     term = env._terminated(x1)
@@ -98,17 +99,20 @@ def _step_core(
     done = term | trunc
     ret = ep_ret + r
     finished = (acc[_SUM] + ret, acc[_SUM_SQ] + ret * ret, acc[_COUNT] + 1, ret, t1.to(ret.dtype))
+    final_obs = env._observe(x1)
     if rowwise:
         acc = torch.stack([torch.where(done, f, a) for f, a in zip(finished, acc.unbind(0))])
         rows = zip(x0.unbind(-1), x1.unbind(-1))
         x_new = torch.stack([torch.where(done, a, b) for a, b in rows], dim=-1)
-    else:
+        obs = env._observe(x_new)
+    else:  # observations are per row: observe(where(done, x0, x1)) = where(done, obs0, obs1)
         acc = torch.where(done, torch.stack(finished), acc)
         x_new = torch.where(done[:, None], x0, x1)
-    t_new = torch.where(done, torch.zeros_like(t1), t1)
-    ret_new = torch.where(done, torch.zeros_like(ret), ret)
-    return (env._observe(x_new), r, term, trunc, done, env._observe(x1), x1, x_new, t_new,
-            ret_new, acc, counter + 1)  # fmt: skip
+        obs0 = env._observe(x0) if obs0 is None else obs0
+        obs = torch.where(done[:, None], obs0, final_obs)
+    t_new = t1.masked_fill(done, 0)
+    ret_new = ret.masked_fill(done, 0.0)
+    return obs, r, term, trunc, done, final_obs, x1, x_new, t_new, ret_new, acc
 
 
 # Outputs of _step_core that are [N, dim] (the fused step returns them feature-major).
@@ -153,7 +157,11 @@ def _compile_step(
         counter, key, ep_ret, acc, *params = rest if hashed else rest[1:]
         e = copy.copy(env)
         e.params = dict(zip(names, params))
-        out = _step_core(e, x, t, u, x0, counter, key, ep_ret, acc, max_steps, rowwise=True)
+        if hashed:  # counter-based start states (see hash_uniform), inside the kernel
+            shape = (x.shape[0], env.reset_noise_dim)
+            x0 = e._initial_state_from_uniform(_hash_uniform(key, counter, shape, x.dtype))
+        out = _step_core(e, x, t, u, x0, None, ep_ret, acc, max_steps, rowwise=True)
+        out = (*out, counter + 1)
         # [N, dim] results are feature-major views of stacked rows; a clone keeps their strides
         # and makes them outputs of their own. An identity observation returns its argument:
         # each distinct tensor is converted once, so obs and state share one buffer.
@@ -279,12 +287,16 @@ class VecEnv:
         x0 = None if self._hashed_resets else self.env._initial_state(self.num_envs, self.generator)
         if self.fused:
             return self._fused_step(u, x0)
+        obs0 = None
+        if x0 is None:
+            x0, obs0, self._counter = self._next_start()
+        else:
+            self._counter = self._counter + 1
         out = _step_core(
-            self.env, self._state, self._t, u, x0, self._counter, self._key, self._ep_ret,
-            self._acc, self.max_steps,
-        )  # fmt: skip
+            self.env, self._state, self._t, u, x0, obs0, self._ep_ret, self._acc, self.max_steps
+        )
         (obs, r, term, trunc, done, final_obs, x1, self._state, self._t, self._ep_ret,
-         self._acc, self._counter) = out  # fmt: skip
+         self._acc) = out  # fmt: skip
         return obs, r, term, trunc, {"final_obs": final_obs, "final_state": x1, "done": done}
 
     def state_dict(self) -> dict[str, Any]:
@@ -359,6 +371,25 @@ class VecEnv:
         self.seed = seed
         self.generator.manual_seed(seed)
         self._key = torch.tensor(_seed_key(seed), dtype=torch.int32, device=self.device)
+        self._starts: list[tuple[Tensor, Tensor, Tensor]] = []  # drawn from the old key
+
+    def _next_start(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The eager step's auto-reset start state, its observation and the next counter.
+
+        The ``hash_uniform`` numbers of the next ``_START_BLOCK // N`` steps are drawn at once
+        (the same numbers as step by step), so a step costs no RNG or start-state ops.
+        """
+        if not self._starts:
+            n, steps = self.num_envs, max(1, _START_BLOCK // self.num_envs)
+            shape = (n, self.env.reset_noise_dim)
+            u = _hash_uniform(self._key, self._counter, shape, self.env.dtype, steps)
+            x0 = self.env._initial_state_from_uniform(u)  # [steps * n, nx]
+            ahead = torch.arange(1, steps + 1, dtype=torch.int32, device=self.device)
+            block = zip(
+                x0.split(n), self.env._observe(x0).split(n), (self._counter + ahead).unbind()
+            )
+            self._starts = list(block)[::-1]
+        return self._starts.pop()
 
     def _put_state(self, x: Tensor) -> None:
         # the fused step keeps states feature-major: [N, nx] views of [nx, N] buffers
