@@ -16,13 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from diffctl.agents import td3
 from diffctl.agents.common import Agent, Callback, TrainResult
-from diffctl.agents.offpolicy import soft_update, train_off_policy, validate_off_policy_config
+from diffctl.agents.offpolicy import train_off_policy, validate_off_policy_config
 
-__all__ = ["DDPGConfig", "CONFIG", "PRESETS", "default_config", "make_agent", "train"]
+__all__ = [
+    "DDPGConfig",
+    "CONFIG",
+    "PRESETS",
+    "default_config",
+    "make_agent",
+    "make_learner",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -75,35 +82,9 @@ def make_agent(spec: Any, config: DDPGConfig, seed: int = 0) -> Agent:
     return td3.make_agent(spec, config, seed, algo="ddpg", twin=False)
 
 
-def update(
-    agent: Agent,
-    batch: dict[str, Tensor],
-    opts: dict[str, Any],
-    cfg: DDPGConfig,
-    gen: torch.Generator,
-    n_update: int,
-) -> dict[str, Tensor]:
-    """One DDPG update on ``batch`` (see the module docstring)."""
-    actor, nets = agent.actor, agent.nets
-    q, q_t = nets["q1"], nets["q1_target"]
-    o, a, r, o2 = batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"]
-    with torch.no_grad():
-        not_done = (~batch["terminated"]).to(r.dtype)
-        y = torch.addcmul(r, not_done, q_t(o2, nets["actor_target"](o2)), value=cfg.gamma)
-    q_v = q(o, a)
-    critic_loss = ((q_v - y) ** 2).mean()
-    opts["critic"].zero_grad()
-    critic_loss.backward()
-    opts["critic"].step()
-    out = {"critic_loss": critic_loss.detach(), "q": q_v.detach().mean()}
-    if n_update % cfg.policy_frequency == 0:
-        actor_loss = -q(o, actor(o)).mean()
-        opts["actor"].zero_grad()
-        actor_loss.backward(inputs=list(actor.parameters()))  # no critic weight gradients
-        opts["actor"].step()
-        out["actor_loss"] = actor_loss.detach()
-        soft_update([(nets["actor_target"], actor), (q_t, q)], cfg.tau)
-    return out
+def make_learner(agent: Agent, cfg: DDPGConfig) -> td3.TD3Learner:
+    """TD3's learner with one critic and no target policy smoothing: the update above."""
+    return td3.TD3Learner(agent, cfg, smoothing=False)
 
 
 def train(
@@ -125,8 +106,7 @@ def train(
         DDPGConfig,
         default_config,
         make_agent,
-        td3.make_optimizers,
-        update,
+        make_learner,
         seed,
         device=device,
         checkpoint=checkpoint,

@@ -10,6 +10,9 @@ Update (one minibatch ``(o, a, r, o', d)`` from the replay buffer):
   minimise ``alpha log pi(a~|o) - min_i Q_i(o, a~)`` with reparameterised ``a~`` (eq. 7, 11);
 - temperature: minimise ``-log alpha * (log pi(a~|o) + target_entropy)`` (eq. 18);
 - targets: Polyak averaging with ``tau``.
+
+The update runs without autograd (``SACLearner``: gradients derived by hand, twin critics as one
+stacked network; see ``diffctl.agents.offpolicy``), checked against autograd in the tests.
 """
 
 from __future__ import annotations
@@ -23,9 +26,25 @@ from torch import Tensor, nn
 
 from diffctl.agents.common import Agent, Callback, TrainResult, seeded_init
 from diffctl.agents.networks import QCritic, SquashedGaussianActor
-from diffctl.agents.offpolicy import adam, soft_update, train_off_policy, validate_off_policy_config
+from diffctl.agents.offpolicy import (
+    Critics,
+    ReluMLP,
+    adam,
+    constant,
+    train_off_policy,
+    validate_off_policy_config,
+)
 
-__all__ = ["SACConfig", "CONFIG", "PRESETS", "default_config", "make_agent", "train"]
+__all__ = [
+    "SACConfig",
+    "CONFIG",
+    "PRESETS",
+    "default_config",
+    "make_agent",
+    "make_learner",
+    "SACLearner",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -107,66 +126,119 @@ def make_agent(spec: Any, config: SACConfig, seed: int = 0) -> Agent:
     return seeded_init(seed, build)
 
 
-def make_optimizers(agent: Agent, cfg: SACConfig) -> dict[str, Any]:
-    q_params = [*agent.nets["q1"].parameters(), *agent.nets["q2"].parameters()]
-    opts = {
-        "actor": adam(agent.actor.parameters(), cfg.actor_lr),
-        "critic": adam(q_params, cfg.critic_lr),
-    }
-    if cfg.autotune:
-        opts["alpha"] = adam(agent.nets["temperature"].parameters(), cfg.alpha_lr)
-    return opts
+class SACLearner:
+    """SAC's updates (see the module docstring) with hand-derived gradients (``offpolicy``).
 
+    Actor loss per sample, with ``u = mu + sigma eps``, ``a = scale tanh(u) + bias`` and
+    ``log pi = sum_j [2 (u + softplus(-2u)) - log sigma - eps^2 / 2] - const``
+    (``SquashedGaussianActor.sample``): ``alpha log pi - min_i Q_i(o, a)``, so
+    ``d/du = 2 alpha tanh(u) - dQ/da scale (1 - tanh(u)^2)`` and
+    ``d/dlog sigma = sigma eps d/du - alpha`` (zero where the clamp of ``log sigma`` is
+    active); the min routes the gradient to the smaller critic (ties, of measure zero, to
+    ``Q_2``). Temperature: ``d/dlog alpha = -(mean log pi + target_entropy)``.
+    """
 
-def update(
-    agent: Agent,
-    batch: dict[str, Tensor],
-    opts: dict[str, Any],
-    cfg: SACConfig,
-    gen: torch.Generator,
-    n_update: int,
-) -> dict[str, Tensor]:
-    """One SAC update on ``batch`` (see the module docstring)."""
-    actor, nets = agent.actor, agent.nets
-    q1, q2, q1_t, q2_t = nets["q1"], nets["q2"], nets["q1_target"], nets["q2_target"]
-    log_alpha = nets["temperature"].log_alpha
-    target_entropy = -float(agent.spec.act_dim)
-    o, a, r, o2 = batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"]
-    not_done = (~batch["terminated"]).to(r.dtype)
-    with torch.no_grad():
-        alpha = log_alpha.exp()
-        a2, logp2 = actor.sample(o2, gen)
-        q_next = torch.minimum(q1_t(o2, a2), q2_t(o2, a2)) - alpha * logp2
+    def __init__(self, agent: Agent, cfg: SACConfig) -> None:
+        actor, nets = agent.actor, agent.nets
+        self.cfg = cfg
+        self.critics = Critics(
+            [nets["q1"].net, nets["q2"].net],
+            [nets["q1_target"].net, nets["q2_target"].net],
+            cfg.critic_lr,
+            agent.spec.obs_dim,
+        )
+        self.actor_opt = adam(actor.parameters(), cfg.actor_lr)
+        self.optimizers = {"actor": self.actor_opt, "critics": self.critics.optimizer}
+        self.log_alpha = nets["temperature"].log_alpha
+        if cfg.autotune:
+            self.optimizers["alpha"] = adam([self.log_alpha], cfg.alpha_lr)
+        self.pi = ReluMLP((actor.trunk, actor.act_fn, actor.head))
+        self.log_std_min, self.log_std_max = actor.log_std_min, actor.log_std_max
+        self.scale, self.bias, self.logp_const = actor.scale, actor.bias, actor._logp_const
+        self.low, self.high = agent.action_low, agent.action_high
+        self.target_entropy = -float(agent.spec.act_dim)
+        self.constants: dict[Any, Tensor] = {}
+
+    def _c(self, value: float, like: Tensor) -> Tensor:
+        return constant(self.constants, value, like)
+
+    def _gaussian(
+        self, obs: Tensor, gen: torch.Generator, inputs: list[Tensor] | None = None
+    ) -> tuple[Tensor, ...]:
+        """``(u, eps, sigma, log sigma before and after the clamp)`` of a reparameterised draw
+        ``u = mu + sigma eps`` (``SquashedGaussianActor.sample``'s ops)."""
+        mu, log_std_raw = self.pi.forward(obs, inputs)[0].chunk(2, -1)
+        log_std = log_std_raw.clamp(self.log_std_min, self.log_std_max)
+        std = log_std.exp()
+        eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
+        return torch.addcmul(mu, std, eps), eps, std, log_std_raw, log_std
+
+    def _sample(
+        self, obs: Tensor, gen: torch.Generator, inputs: list[Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
+        """``SquashedGaussianActor.sample`` without autograd (the same log-density in fewer ops):
+        ``(action, log_prob, (tanh(u), sigma, eps, log sigma before and after the clamp))``."""
+        u, eps, std, log_std_raw, log_std = self._gaussian(obs, gen, inputs)
+        # log N(u; mu, sigma) - log(scale (1 - tanh(u)^2)) per dim, up to -logp_const, is
+        # 2 log(2 cosh u) - log sigma - eps^2 / 2 = 2 [logaddexp(u, -u) - log sigma / 2 - eps^2 / 4]
+        half = torch.addcmul(
+            torch.sub(torch.logaddexp(u, -u), log_std, alpha=0.5), eps, eps, value=-0.25
+        )
+        logp = torch.add(self._c(-self.logp_const, u), half.sum(-1), alpha=2.0)
+        t = torch.tanh(u)
+        return torch.addcmul(self.bias, t, self.scale), logp, (t, std, eps, log_std_raw, log_std)
+
+    def explore(self, obs: Tensor, gen: torch.Generator) -> Tensor:
+        """``agent.act(obs, deterministic=False, generator=gen)`` (no log-density needed)."""
+        with torch.no_grad():
+            u = self._gaussian(obs.to(self.scale.dtype), gen)[0]
+            return torch.addcmul(self.bias, torch.tanh(u), self.scale).clamp(self.low, self.high)
+
+    @torch.no_grad()
+    def update(
+        self, batch: dict[str, Tensor], gen: torch.Generator, n_update: int
+    ) -> dict[str, Tensor]:
+        """One SAC update on ``batch`` (see the module docstring)."""
+        cfg, critics = self.cfg, self.critics
+        o, a, r, o2 = batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"]
+        n = o.shape[0]
+        alpha = self.log_alpha.exp()
+        a2, logp2, _ = self._sample(o2, gen)
+        q_next = critics.targets_min(torch.cat([o2, a2], -1)) - alpha * logp2
+        not_done = (~batch["terminated"]).to(r.dtype)
         y = torch.addcmul(r, not_done, q_next, value=cfg.gamma)
-    q1_v, q2_v = q1(o, a), q2(o, a)
-    critic_loss = ((q1_v - y) ** 2).mean() + ((q2_v - y) ** 2).mean()
-    opts["critic"].zero_grad()
-    critic_loss.backward()
-    opts["critic"].step()
-    out = {"critic_loss": critic_loss.detach(), "q": q1_v.detach().mean()}
-    if n_update % cfg.policy_frequency == 0:
-        # the actor's and the temperature's losses touch disjoint parameters: one backward for
-        # both, restricted to them (the critics' weight gradients are not needed)
-        params = [*actor.parameters(), log_alpha] if cfg.autotune else [*actor.parameters()]
-        for _ in range(cfg.policy_frequency):  # delayed but as many actor steps (CleanRL)
-            a_pi, logp = actor.sample(o, gen)
-            q_pi = torch.minimum(q1(o, a_pi), q2(o, a_pi))
-            actor_loss = (log_alpha.exp().detach() * logp - q_pi).mean()
-            loss = actor_loss
-            if cfg.autotune:
-                alpha_loss = -(log_alpha * (logp.detach() + target_entropy)).mean()
-                loss = actor_loss + alpha_loss
-                opts["alpha"].zero_grad()
-            opts["actor"].zero_grad()
-            loss.backward(inputs=params)
-            opts["actor"].step()
-            if cfg.autotune:
-                opts["alpha"].step()
-        out["actor_loss"] = actor_loss.detach()
-        out["alpha"] = log_alpha.detach().exp()
-        out["entropy"] = -logp.detach().mean()
-    soft_update([(q1_t, q1), (q2_t, q2)], cfg.tau)
-    return out
+        critic_loss, q_mean = critics.step(torch.cat([o, a], -1), y)
+        out = {"critic_loss": critic_loss, "q": q_mean}
+        if n_update % cfg.policy_frequency == 0:
+            for _ in range(cfg.policy_frequency):  # delayed but as many actor steps (CleanRL)
+                alpha = self.log_alpha.exp()
+                inputs: list[Tensor] = []
+                a_pi, logp, (t, std, eps, log_std_raw, log_std) = self._sample(o, gen, inputs)
+                q, rec = critics.forward(torch.cat([o, a_pi], -1))
+                # d/dQ_k of -mean_B min(Q_1, Q_2): -1/B on the smaller critic
+                smaller = torch.stack([q[0] < q[1], q[0] >= q[1]])
+                ga = critics.action_grad(rec, smaller * self._c(-1.0 / n, q))
+                sech2 = torch.addcmul(self._c(1.0, t), t, t, value=-1.0)  # d tanh(u) / du
+                g_u = torch.addcmul(t * (alpha * self._c(2.0 / n, t)), ga * self.scale, sech2)
+                g_log_std = torch.addcmul(alpha * self._c(-1.0 / n, t), g_u * std, eps)
+                g_log_std = g_log_std * (log_std == log_std_raw)  # the clamp's gradient
+                grad = torch.cat([g_u, g_log_std], -1)
+                self.pi.backward(inputs, grad[None])
+                self.actor_opt.step()
+                logp_mean = logp.mean()
+                if cfg.autotune:
+                    neg_target = self._c(-self.target_entropy, logp_mean)
+                    torch.sub(neg_target, logp_mean, out=self.log_alpha.grad)
+                    self.optimizers["alpha"].step()
+            out["actor_loss"] = alpha * logp_mean - torch.minimum(q[0], q[1]).mean()
+            out["alpha"] = self.log_alpha.exp()
+            out["entropy"] = -logp_mean
+        critics.polyak.update(cfg.tau)
+        return out
+
+
+def make_learner(agent: Agent, cfg: SACConfig) -> SACLearner:
+    return SACLearner(agent, cfg)
 
 
 def train(
@@ -188,8 +260,7 @@ def train(
         SACConfig,
         default_config,
         make_agent,
-        make_optimizers,
-        update,
+        make_learner,
         seed,
         device=device,
         checkpoint=checkpoint,

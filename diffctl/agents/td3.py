@@ -11,6 +11,9 @@ Update (one minibatch ``(o, a, r, o', d)``):
   ``Q_1(o, mu(o))``, then Polyak-average all targets with ``tau``.
 
 Exploration: ``mu(o)`` plus Gaussian noise of std ``exploration_noise * scale``.
+
+The update runs without autograd (``TD3Learner``: gradients derived by hand, twin critics as one
+stacked network; see ``diffctl.agents.offpolicy``), checked against autograd in the tests.
 """
 
 from __future__ import annotations
@@ -24,9 +27,26 @@ from torch import Tensor
 
 from diffctl.agents.common import Agent, Callback, TrainResult, seeded_init
 from diffctl.agents.networks import DeterministicActor, QCritic
-from diffctl.agents.offpolicy import adam, soft_update, train_off_policy, validate_off_policy_config
+from diffctl.agents.offpolicy import (
+    Critics,
+    FlatTargets,
+    ReluMLP,
+    adam,
+    constant,
+    train_off_policy,
+    validate_off_policy_config,
+)
 
-__all__ = ["TD3Config", "CONFIG", "PRESETS", "default_config", "make_agent", "train"]
+__all__ = [
+    "TD3Config",
+    "CONFIG",
+    "PRESETS",
+    "default_config",
+    "make_agent",
+    "make_learner",
+    "TD3Learner",
+    "train",
+]
 
 
 @dataclass(frozen=True)
@@ -97,49 +117,86 @@ def make_agent(
     return seeded_init(seed, build)
 
 
-def make_optimizers(agent: Agent, cfg: Any) -> dict[str, Any]:
-    q_params = [p for k in ("q1", "q2") if k in agent.nets for p in agent.nets[k].parameters()]
-    return {
-        "actor": adam(agent.actor.parameters(), cfg.actor_lr),
-        "critic": adam(q_params, cfg.critic_lr),
-    }
+class TD3Learner:
+    """TD3's updates (see the module docstring) with hand-derived gradients (``offpolicy``);
+    ``twin=False, smoothing=False`` gives DDPG's. The actor loss ``-mean_B Q_1(o, mu(o))``
+    with ``mu = scale tanh(z) + bias`` has ``d/dz = -dQ_1/da scale (1 - tanh(z)^2) / B``."""
 
-
-def update(
-    agent: Agent,
-    batch: dict[str, Tensor],
-    opts: dict[str, Any],
-    cfg: TD3Config,
-    gen: torch.Generator,
-    n_update: int,
-) -> dict[str, Tensor]:
-    """One TD3 update on ``batch`` (see the module docstring)."""
-    actor, nets = agent.actor, agent.nets
-    q1, q2, q1_t, q2_t = nets["q1"], nets["q2"], nets["q1_target"], nets["q2_target"]
-    o, a, r, o2 = batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"]
-    not_done = (~batch["terminated"]).to(r.dtype)
-    scale = (agent.action_high - agent.action_low) / 2
-    with torch.no_grad():
-        eps = torch.randn(a.shape, generator=gen, device=a.device, dtype=a.dtype)
-        noise = (eps * cfg.policy_noise * scale).clamp(
-            -cfg.noise_clip * scale, cfg.noise_clip * scale
+    def __init__(self, agent: Agent, cfg: Any, smoothing: bool = True) -> None:
+        actor, nets = agent.actor, agent.nets
+        names = [k for k in ("q1", "q2") if k in nets]
+        self.cfg = cfg
+        self.smoothing = smoothing
+        self.critics = Critics(
+            [nets[k].net for k in names],
+            [nets[k + "_target"].net for k in names],
+            cfg.critic_lr,
+            agent.spec.obs_dim,
         )
-        a2 = agent.clip_action(nets["actor_target"](o2) + noise)
-        y = torch.addcmul(r, not_done, torch.minimum(q1_t(o2, a2), q2_t(o2, a2)), value=cfg.gamma)
-    q1_v, q2_v = q1(o, a), q2(o, a)
-    critic_loss = ((q1_v - y) ** 2).mean() + ((q2_v - y) ** 2).mean()
-    opts["critic"].zero_grad()
-    critic_loss.backward()
-    opts["critic"].step()
-    out = {"critic_loss": critic_loss.detach(), "q": q1_v.detach().mean()}
-    if n_update % cfg.policy_frequency == 0:
-        actor_loss = -q1(o, actor(o)).mean()
-        opts["actor"].zero_grad()
-        actor_loss.backward(inputs=list(actor.parameters()))  # no critic weight gradients
-        opts["actor"].step()
-        out["actor_loss"] = actor_loss.detach()
-        soft_update([(nets["actor_target"], actor), (q1_t, q1), (q2_t, q2)], cfg.tau)
-    return out
+        self.actor_opt = adam(actor.parameters(), cfg.actor_lr)
+        self.optimizers = {"actor": self.actor_opt, "critics": self.critics.optimizer}
+        self.actor_polyak = FlatTargets(
+            list(nets["actor_target"].parameters()), list(actor.parameters()), self.actor_opt
+        )
+        self.mu = ReluMLP(actor.net)
+        self.mu_target = ReluMLP(nets["actor_target"].net)
+        self.scale, self.bias = actor.scale, actor.bias
+        self.low, self.high = agent.action_low, agent.action_high
+        half_range = (agent.action_high - agent.action_low) / 2
+        self.constants: dict[Any, Tensor] = {}
+        self.noise_std = agent.exploration_noise * half_range
+        if smoothing:
+            self.smoothing_std = cfg.policy_noise * half_range
+            self.smoothing_clip = cfg.noise_clip * half_range
+
+    def _policy(self, net: ReluMLP, obs: Tensor) -> Tensor:
+        """``DeterministicActor.forward`` without autograd: ``scale tanh(z) + bias``."""
+        return torch.addcmul(self.bias, torch.tanh(net.forward(obs)[0]), self.scale)
+
+    def explore(self, obs: Tensor, gen: torch.Generator) -> Tensor:
+        """``agent.act(obs, deterministic=False, generator=gen)``: ``mu(o)`` plus Gaussian noise."""
+        with torch.no_grad():
+            a = self._policy(self.mu, obs.to(self.scale.dtype))
+            noise = torch.randn(a.shape, generator=gen, device=a.device, dtype=a.dtype)
+            return torch.addcmul(a, self.noise_std, noise).clamp(self.low, self.high)
+
+    @torch.no_grad()
+    def update(
+        self, batch: dict[str, Tensor], gen: torch.Generator, n_update: int
+    ) -> dict[str, Tensor]:
+        """One TD3 (or DDPG) update on ``batch`` (see the module docstrings)."""
+        cfg, critics = self.cfg, self.critics
+        o, a, r, o2 = batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"]
+        a2 = self._policy(self.mu_target, o2)
+        if self.smoothing:  # target policy smoothing (Sec. 5.3)
+            eps = torch.randn(a.shape, generator=gen, device=a.device, dtype=a.dtype)
+            noise = (eps * self.smoothing_std).clamp(-self.smoothing_clip, self.smoothing_clip)
+            a2 = (a2 + noise).clamp(self.low, self.high)
+        not_done = (~batch["terminated"]).to(r.dtype)
+        q_next = critics.targets_min(torch.cat([o2, a2], -1))
+        y = torch.addcmul(r, not_done, q_next, value=cfg.gamma)
+        critic_loss, q_mean = critics.step(torch.cat([o, a], -1), y)
+        out = {"critic_loss": critic_loss, "q": q_mean}
+        if n_update % cfg.policy_frequency == 0:  # delayed policy updates (Sec. 5.2)
+            n = o.shape[0]
+            inputs: list[Tensor] = []
+            z = self.mu.forward(o, inputs)[0]
+            t = torch.tanh(z)
+            a_mu = torch.addcmul(self.bias, t, self.scale)
+            rec: list[Tensor] = []
+            q1 = critics.first.forward(torch.cat([o, a_mu], -1), rec)
+            ga = critics.first.backward(rec, torch.full_like(q1, -1.0 / n), False, True)[0]
+            sech2 = torch.addcmul(constant(self.constants, 1.0, t), t, t, value=-1.0)
+            self.mu.backward(inputs, (ga * self.scale * sech2)[None])
+            self.actor_opt.step()
+            out["actor_loss"] = -q1.mean()
+            self.actor_polyak.update(cfg.tau)
+            critics.polyak.update(cfg.tau)
+        return out
+
+
+def make_learner(agent: Agent, cfg: TD3Config) -> TD3Learner:
+    return TD3Learner(agent, cfg)
 
 
 def train(
@@ -161,8 +218,7 @@ def train(
         TD3Config,
         default_config,
         make_agent,
-        make_optimizers,
-        update,
+        make_learner,
         seed,
         device=device,
         checkpoint=checkpoint,

@@ -197,4 +197,8 @@ def run(argv: list[str]) -> BenchResult:
         "ratio rows: times SB3/ours (>1: ours faster); final_return ours minus "
         "SB3 (>= 0: ours at least as good); nan: threshold never reached"
     )
+    result.notes.append(
+        "final_return and time_to_threshold are one seed's: at these budgets float rounding "
+        "alone can move a run's final return by hundreds (--seed gives others)"
+    )
     return result

@@ -1,0 +1,45 @@
+"""TD3 and DDPG on pendulum (issue #6: >= -250 within 20k env steps; SAC is in
+``test_learning.py``), and resuming a checkpoint whose optimiser layout is older."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from diffctl.agents import default_config, evaluate, load
+from diffctl.agents import train as train_by_name
+from diffctl.agents.td3 import TD3Config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["td3", "ddpg"])
+def test_pendulum_reaches_minus_250_within_20k_steps(algo: str) -> None:
+    # the 10k-step presets end below -250 on some seeds (TD3 seed 3 before the autograd-free
+    # learners, seeds 0, 2, 3 after: float rounding alone changes a run); 20k is the bound
+    cfg = dataclasses.replace(default_config(algo, "pendulum"), total_steps=20_000)
+    result = train_by_name(algo, "pendulum", cfg, seed=0)
+    assert result.history[-1]["step"] == 20_000
+    assert evaluate(result.agent, "pendulum", episodes=20, seed=123)["mean_return"] >= -250
+
+
+def test_resume_refuses_an_older_optimiser_layout(tmp_path) -> None:
+    cfg = TD3Config(total_steps=96, learning_starts=32, batch_size=16, log_interval=48)
+    ckpt = tmp_path / "ckpt.pt"
+    train_by_name("td3", "pendulum", cfg, seed=0, checkpoint=ckpt, callback=lambda rec: False)
+    payload = torch.load(ckpt, weights_only=True)
+    optimizers = payload["train_state"]["optimizers"]
+    optimizers["critic"] = optimizers.pop("critics")  # as files from before the stacked critics
+    torch.save(payload, ckpt)
+    with pytest.raises(ValueError, match="resume: .* no 'critics' optimiser state"):
+        train_by_name("td3", "pendulum", cfg, seed=0, resume=ckpt)
+    assert load(ckpt).algo == "td3"  # the agent itself still loads
