@@ -377,9 +377,8 @@ def train_off_policy(
             raise ValueError(f"resume: {os.fspath(resume)!r} holds no training state")
         agent.load_state_dict(saved.state_dict())  # in place: the flat buffers stay shared
         for k, opt in optimizers.items():
-            if (
-                k not in ts["optimizers"]
-            ):  # "critics": older files hold "critic", laid out net by net
+            # "critics": older files hold "critic", laid out net by net
+            if k not in ts["optimizers"]:
                 raise ValueError(
                     f"resume: {os.fspath(resume)!r} holds no {k!r} optimiser state (written by "
                     "an older diffctl with another optimiser layout); its agent still loads"

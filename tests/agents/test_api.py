@@ -18,15 +18,6 @@ from diffctl.agents.reinforce import ReinforceConfig
 from diffctl.agents.sac import SACConfig
 from diffctl.agents.td3 import TD3Config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # tiny runs of every algorithm (a few iterations), used by several tests
 TINY = {
     "reinforce": ("cartpole", ReinforceConfig(total_steps=256, num_envs=4, num_steps=32)),

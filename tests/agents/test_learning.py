@@ -6,20 +6,11 @@ for the test budget)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from diffctl.agents import default_config, evaluate
 from diffctl.agents import train as train_by_name
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _eval(agent, env: str) -> float:

@@ -13,14 +13,6 @@ from diffctl.agents import train as train_by_name
 from diffctl.agents.td3 import TD3Config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["td3", "ddpg"])
 def test_pendulum_reaches_minus_250_within_20k_steps(algo: str) -> None:

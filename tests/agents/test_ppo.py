@@ -4,20 +4,11 @@ swing-up: the deterministic policy reaches -250 (seeded, CPU, one thread)."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from diffctl.agents import evaluate
 from diffctl.agents import train as train_by_name
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_ppo_pendulum_preset_reaches_minus_250() -> None:

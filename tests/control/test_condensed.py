@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from cvxpy_reference import cvxpy_lq
 from diffctl.envs import make
 
 from diffctl.control import MPC, LinearDynamics, MPCConfig, QuadCost, RewardCost
@@ -42,22 +43,6 @@ def _plan(solver: str, T: int, x0, C, c, F, f, CT=None, cT=None, **kw):
     return MPC(LinearDynamics(F, f), QuadCost(C, c, CT, cT), cfg).plan(x0)
 
 
-def _cvxpy(x0, C, c, F, f, CT, cT):
-    """One problem (no batch dim; C, F time-major ``[T, ...]``) solved by cvxpy + Clarabel."""
-    cp = pytest.importorskip("cvxpy")
-    T, nx = c.shape[0], x0.shape[0]
-    x, u = cp.Variable((T + 1, nx)), cp.Variable((T, c.shape[1] - nx))
-    obj, cons = 0, [x[0] == x0, u >= LO, u <= HI]
-    for t in range(T):
-        tau = cp.hstack([x[t], u[t]])
-        obj += 0.5 * cp.quad_form(tau, cp.psd_wrap(C[t])) + c[t] @ tau
-        cons.append(x[t + 1] == F[t] @ tau + f[t])
-    obj += 0.5 * cp.quad_form(x[T], cp.psd_wrap(CT)) + cT @ x[T]
-    prob = cp.Problem(cp.Minimize(obj), cons)
-    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
-    return u.value
-
-
 @pytest.mark.parametrize("time_varying", [False, True])
 def test_plan_equals_ddp_and_cvxpy_with_active_bounds(time_varying):
     T = 6
@@ -77,9 +62,9 @@ def test_plan_equals_ddp_and_cvxpy_with_active_bounds(time_varying):
     Ft = F.expand(T, 3, *F.shape[-2:])
     ft = f.expand(T, 3, f.shape[-1])
     for b in range(x0.shape[0]):
-        u_ref = _cvxpy(
+        _, u_ref, _ = cvxpy_lq(
             x0[b].numpy(), Ct[:, b].numpy(), c[:, b].numpy(), Ft[:, b].numpy(),
-            ft[:, b].numpy(), CT.numpy(), cT[b].numpy(),
+            ft[:, b].numpy(), CT.numpy(), cT[b].numpy(), lo=LO, hi=HI,
         )  # fmt: skip
         np.testing.assert_allclose(res.actions[:, b].numpy(), u_ref, atol=1e-6)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from cvxpy_reference import cvxpy_lq
 
 from diffctl.control import dare, lqr
 
@@ -56,23 +57,6 @@ def test_dare_unstabilisable_is_reported_not_raised():
     assert not bool(res.converged.all())
 
 
-def _cvxpy_lqr(x0, C, c, F, f, CT, cT):
-    cp = pytest.importorskip("cvxpy")
-    T, n = C.shape[0], C.shape[-1]
-    nx = F.shape[-2]
-    x = cp.Variable((T + 1, nx))
-    u = cp.Variable((T, n - nx))
-    obj, cons = 0, [x[0] == x0]
-    for t in range(T):
-        tau = cp.hstack([x[t], u[t]])
-        obj += 0.5 * cp.quad_form(tau, cp.psd_wrap(C[t])) + c[t] @ tau
-        cons.append(x[t + 1] == F[t] @ tau + f[t])
-    obj += 0.5 * cp.quad_form(x[T], cp.psd_wrap(CT)) + cT @ x[T]
-    prob = cp.Problem(cp.Minimize(obj), cons)
-    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
-    return x.value, u.value, prob.value
-
-
 def test_finite_horizon_lqr_equals_cvxpy_time_varying():
     gen = torch.Generator().manual_seed(2)
     T, B, nx, nu = 6, 3, 3, 2
@@ -89,7 +73,7 @@ def test_finite_horizon_lqr_equals_cvxpy_time_varying():
     assert sol.states.shape == (T + 1, B, nx) and sol.actions.shape == (T, B, nu)
     assert sol.K.shape == (T, B, nu, nx) and sol.V.shape == (T + 1, B, nx, nx)
     for b in range(B):
-        xs, us, val = _cvxpy_lqr(
+        xs, us, val = cvxpy_lq(
             x0[b].numpy(),
             C[:, b].numpy(),
             c[:, b].numpy(),

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from cvxpy_reference import cvxpy_lq
 from diffctl.envs import make
 
 from diffctl.control import (
@@ -47,22 +48,6 @@ def test_unconstrained_equals_lqr():
     torch.testing.assert_close(res.cost, sol.cost, atol=1e-9, rtol=1e-9)
 
 
-def _cvxpy_box(x0, C, c, F, f, lo, hi):
-    cp = pytest.importorskip("cvxpy")
-    T, n = c.shape[0], C.shape[-1]
-    nx = F.shape[0]
-    x = cp.Variable((T + 1, nx))
-    u = cp.Variable((T, n - nx))
-    obj, cons = 0, [x[0] == x0, u >= lo, u <= hi]
-    for t in range(T):
-        tau = cp.hstack([x[t], u[t]])
-        obj += 0.5 * cp.quad_form(tau, cp.psd_wrap(C)) + c[t] @ tau
-        cons.append(x[t + 1] == F @ tau + f)
-    prob = cp.Problem(cp.Minimize(obj), cons)
-    prob.solve(solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
-    return u.value, prob.value
-
-
 @pytest.mark.parametrize("seed", [1, 2])
 def test_box_constrained_lq_equals_cvxpy(seed):
     x0, C, c, F, f = _lq_problem(seed)
@@ -73,8 +58,8 @@ def test_box_constrained_lq_equals_cvxpy(seed):
     active = (res.actions == lo) | (res.actions == hi)
     assert active.any() and (~active).any()  # a genuinely box-constrained problem
     for b in range(x0.shape[0]):
-        u_ref, val = _cvxpy_box(
-            x0[b].numpy(), C.numpy(), c[:, b].numpy(), F.numpy(), f.numpy(), lo, hi
+        _, u_ref, val = cvxpy_lq(
+            x0[b].numpy(), C.numpy(), c[:, b].numpy(), F.numpy(), f.numpy(), lo=lo, hi=hi
         )
         np.testing.assert_allclose(res.actions[:, b].numpy(), u_ref, atol=1e-4)
         assert abs(res.cost[b].item() - val) <= 1e-4 * (1 + abs(val))
