@@ -95,10 +95,7 @@ class GaussianActor(nn.Module):
         self, obs: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(action [B, act_dim], log_prob [B])``, drawn with ``generator``."""
-        mu = self.mean(obs)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        a = torch.addcmul(mu, self.log_std.exp(), eps)
-        return a, _standard_log_prob(eps, self.log_std)
+        return _gaussian_sample(self.mean(obs), self.log_std, generator)
 
     def log_prob_entropy(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """``(log pi(a|o) [B], entropy [B])``."""
@@ -119,6 +116,14 @@ class GaussianActor(nn.Module):
 def _normal_log_prob(a: Tensor, mu: Tensor, log_std: Tensor) -> Tensor:
     z = (a - mu) * torch.exp(-log_std)
     return (-0.5 * z * z - log_std - 0.5 * _LOG_2PI).sum(-1)
+
+
+def _gaussian_sample(
+    mu: Tensor, log_std: Tensor, generator: torch.Generator | None
+) -> tuple[Tensor, Tensor]:
+    """``(a = mu + exp(log_std) eps, log pi(a))`` with ``eps ~ N(0, I)`` from ``generator``."""
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return torch.addcmul(mu, log_std.exp(), eps), _standard_log_prob(eps, log_std)
 
 
 def _standard_log_prob(eps: Tensor, log_std: Tensor) -> Tensor:
@@ -144,14 +149,10 @@ class CategoricalActor(nn.Module):
         self, obs: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(action int64 [B], log_prob [B])``."""
-        logp = torch.log_softmax(self.logits(obs), -1)
-        a = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
-        return a, logp.gather(-1, a[:, None]).squeeze(-1)
+        return _categorical_sample(self.logits(obs), generator)
 
     def log_prob_entropy(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-        logp = torch.log_softmax(self.logits(obs), -1)
-        entropy = -(logp.exp() * logp).sum(-1)
-        return logp.gather(-1, action[..., None]).squeeze(-1), entropy
+        return _categorical_log_prob_entropy(self.logits(obs), action)
 
     def mode(self, obs: Tensor) -> Tensor:
         return self.logits(obs).argmax(-1)
@@ -367,9 +368,7 @@ class GaussianActorCritic(ActorCritic):
         self, obs: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(action [B, act_dim], log_prob [B])``, drawn with ``generator``."""
-        mu = self.policy_output(obs)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return torch.addcmul(mu, self.log_std.exp(), eps), _standard_log_prob(eps, self.log_std)
+        return _gaussian_sample(self.policy_output(obs), self.log_std, generator)
 
     def mode(self, obs: Tensor) -> Tensor:
         return self.policy_output(obs)
@@ -405,9 +404,7 @@ class CategoricalActorCritic(ActorCritic):
         self, obs: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(action int64 [B], log_prob [B])``."""
-        logp = torch.log_softmax(self.policy_output(obs), -1)
-        a = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
-        return a, logp.gather(-1, a[:, None]).squeeze(-1)
+        return _categorical_sample(self.policy_output(obs), generator)
 
     def mode(self, obs: Tensor) -> Tensor:
         return self.policy_output(obs).argmax(-1)
@@ -421,6 +418,13 @@ class CategoricalActorCritic(ActorCritic):
         """``(log pi(a|o) [B], entropy [B])`` from the policy net alone (``CategoricalActor``'s
         API)."""
         return _categorical_log_prob_entropy(self.policy_output(obs), action)
+
+
+def _categorical_sample(logits: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """``(action int64 [B], log pi(action) [B])`` drawn from ``softmax(logits)``."""
+    logp = torch.log_softmax(logits, -1)
+    a = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(-1)
+    return a, logp.gather(-1, a[:, None]).squeeze(-1)
 
 
 def _categorical_log_prob_entropy(logits: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
