@@ -17,8 +17,8 @@ TINY = {
     "mpc": ["--batches", "1", "--peer-max-batch", "1", "--repeat", "1",
             "--closed-loop-starts", "2", "--closed-loop-steps", "3"],
     "convex": ["--batch", "2", "--horizon", "5", "--repeat", "1"],
-    "ppo": ["--total-steps", "4096", "--eval-episodes", "1"],
-    "sac": ["--total-steps", "1050", "--eval-episodes", "1"],
+    "ppo": ["--total-steps", "4096", "--eval-episodes", "1", "--seeds", "2"],
+    "sac": ["--total-steps", "1050", "--eval-episodes", "1", "--seeds", "2"],
     "irl": ["--size", "4", "--num-demos", "10", "--iterations", "3",
             "--venv", "/proc/diffctl-cannot-exist/venv"],
     "mbrl": ["--tasks", "pendulum", "--skip-ppo", "--iterations", "1", "--episode-steps", "20"],
@@ -42,6 +42,11 @@ def test_bench_all_runs_every_benchmark_with_its_peer(tmp_path, monkeypatch, cap
     assert rows["convex"][0]["x_faster_fwd_bwd"] > 0
     for name in ("ppo", "sac"):
         assert any("stable-baselines3" in str(r.values()) for r in rows[name]), name
+        # two seeds per library, then their summary rows, then the ratios
+        assert (
+            sum(r.get("seed") == "2 seeds" for r in rows[name])
+            == len([r for r in rows[name] if r["library"] == "ratio sb3/ours"]) * 2
+        )
     # the IRL peer's venv cannot be made here: said in the notes, our row still there
     assert rows["irl"][0]["impl"] == "diffctl maxent"
     assert any("could not make the imitation venv" in n for n in results["irl"]["notes"])

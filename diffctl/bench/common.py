@@ -14,7 +14,15 @@ import torch
 
 from diffctl.data import atomic_write
 
-__all__ = ["BenchResult", "timeit", "set_threads", "machine_info", "format_table", "write_json"]
+__all__ = [
+    "BenchResult",
+    "timeit",
+    "set_threads",
+    "machine_info",
+    "format_table",
+    "write_json",
+    "seed_summary",
+]
 
 
 @dataclass
@@ -91,6 +99,39 @@ def timeit(
         times.append(elapsed / n)
     times.sort()
     return times[len(times) // 2]
+
+
+def _median(values: list[float]) -> float:
+    """Median with NaN ("never reached") ranked above every number: a run that missed the
+    threshold counts as the slowest, and the median is NaN once half the runs missed it."""
+    ranked = sorted(values, key=lambda v: (v != v, v))
+    n = len(ranked)
+    mid = ranked[(n - 1) // 2 : n // 2 + 1]
+    if any(v != v for v in mid):
+        return float("nan")
+    return sum(mid) / len(mid)
+
+
+def seed_summary(
+    runs: list[dict[str, Any]],
+    group: tuple[str, ...],
+    medians: tuple[str, ...],
+    means: tuple[str, ...],
+) -> list[dict[str, Any]]:
+    """One row per distinct ``group`` key of ``runs`` (per-seed rows), in first-seen order: the
+    median of the ``medians`` columns (times; NaN ranks last, see ``_median``), the mean of the
+    ``means`` columns (returns) and ``seeds``, the number of runs."""
+    out: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in runs:
+        out.setdefault(tuple(r[k] for k in group), []).append(r)
+    rows = []
+    for key, rs in out.items():
+        row: dict[str, Any] = dict(zip(group, key))
+        row["seed"] = f"{len(rs)} seeds"
+        row.update({k: _median([float(r[k]) for r in rs]) for k in medians})
+        row.update({k: sum(float(r[k]) for r in rs) / len(rs) for k in means})
+        rows.append(row)
+    return rows
 
 
 def _fmt(v: Any) -> str:

@@ -8,10 +8,12 @@ grad-norm 0.5). SB3 gets the same through ``VecNormalize`` and its constructor a
 
 Reported per library: wall time (and env steps) until the mean return of the episodes
 finished in one iteration first reaches ``--threshold`` (-200), total training time, and the
-final policy's deterministic mean return over ``--eval-episodes`` episodes; ratios are SB3 /
-ours. The step at which a run first reaches -200 moves by tens of thousands of steps with the
-seed (and with rounding-level changes of the code), so the time to -200 mixes speed with that
-noise; the total training time compares the speed alone.
+final policy's deterministic mean return over ``--eval-episodes`` episodes, for each of
+``--seeds`` seeds, then the median times and mean final return over the seeds; ratios are SB3 /
+ours (of the medians). The step at which a run first reaches -200 moves by tens of thousands of
+steps with the seed (and with rounding-level changes of the code), so the time to -200 mixes
+speed with that noise (the median over seeds damps it); the total training time compares the
+speed alone.
 ``train_cpu_s`` is the process CPU time of training: on a shared machine it moves less with
 the other load than the wall time does (ours and SB3 run one after the other).
 """
@@ -26,7 +28,7 @@ from typing import Any
 
 import torch
 
-from diffctl.bench.common import BenchResult, set_threads
+from diffctl.bench.common import BenchResult, seed_summary, set_threads
 
 HELP = "PPO: ours (batched pendulum) vs Stable-Baselines3 (Pendulum-v1), time to -200"
 
@@ -43,7 +45,13 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threshold", type=float, default=-200.0)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="number of seeds (seed, seed+1, ...): one run of each library per seed",
+    )
     p.add_argument("--skip-peer", action="store_true", help="run ours only")
     return p.parse_args(argv)
 
@@ -166,6 +174,8 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
 
 def run(argv: list[str]) -> BenchResult:
     args = _args(argv)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds: expected a positive int, got {args.seeds}")
     from diffctl.agents.ppo import PRESETS
 
     threads = set_threads(args.threads)
@@ -174,26 +184,39 @@ def run(argv: list[str]) -> BenchResult:
     cfg = dataclasses.replace(cfg, total_steps=steps)
     result = BenchResult(name="ppo")
     result.notes.append(f"PPO {cfg}; torch threads {threads}; one process, same CPU")
-    ours = run_ours(cfg, args.seed, args.threshold, args.eval_episodes)
-    result.rows.append(ours)
+    peer_ok = not args.skip_peer
     if args.skip_peer:
         result.notes.append("peer skipped (--skip-peer)")
+    else:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError as e:
+            result.notes.append(f"peer missing: stable-baselines3 not importable ({e})")
+            peer_ok = False
+    runs = []
+    for seed in range(args.seed, args.seed + args.seeds):  # ours and SB3 alternate per seed
+        runs.append({"seed": seed, **run_ours(cfg, seed, args.threshold, args.eval_episodes)})
+        if peer_ok:
+            runs.append({"seed": seed, **run_sb3(cfg, seed, args.threshold, args.eval_episodes)})
+    result.rows.extend(runs)
+    times = ("time_to_threshold_s", "train_time_s", "train_cpu_s")
+    summary = runs
+    if args.seeds > 1:
+        summary = seed_summary(
+            runs, ("library",), ("steps_to_threshold", *times), ("final_return",)
+        )
+        result.rows.extend(summary)
+        result.notes.append(
+            f"'{args.seeds} seeds' rows: median times and steps over the seeds (a run that never "
+            "reached the threshold counts as the slowest), mean final return"
+        )
+    if not peer_ok:
         return result
-    try:
-        import stable_baselines3  # noqa: F401
-    except ImportError as e:
-        result.notes.append(f"peer missing: stable-baselines3 not importable ({e})")
-        return result
-    peer = run_sb3(cfg, args.seed, args.threshold, args.eval_episodes)
-    result.rows.append(peer)
+    ours, peer = summary[0], summary[1]
     result.rows.append(
         {
             "library": "ratio sb3/ours",
-            "steps": "",
-            "steps_to_threshold": "",
-            "time_to_threshold_s": peer["time_to_threshold_s"] / ours["time_to_threshold_s"],
-            "train_time_s": peer["train_time_s"] / ours["train_time_s"],
-            "train_cpu_s": peer["train_cpu_s"] / ours["train_cpu_s"],
+            **{k: peer[k] / ours[k] for k in times},
             "final_return": ours["final_return"] - peer["final_return"],
         }
     )
@@ -201,8 +224,7 @@ def run(argv: list[str]) -> BenchResult:
         "ratio row: time ratios are SB3/ours (>1: ours faster); final_return is "
         "ours minus SB3 (>= 0: ours at least as good)"
     )
-    if math.isnan(ours["time_to_threshold_s"]):
-        result.notes.append(f"ours never reached {args.threshold} in {steps} steps")
-    if math.isnan(peer["time_to_threshold_s"]):
-        result.notes.append(f"SB3 never reached {args.threshold} in {steps} steps")
+    for row in summary:
+        if math.isnan(row["time_to_threshold_s"]):
+            result.notes.append(f"{row['library']}: median run never reached {args.threshold}")
     return result

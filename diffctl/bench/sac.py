@@ -10,9 +10,10 @@ random warm-up steps, tau 0.005, gamma 0.99, one gradient step per env step.
 
 Reported per library and algorithm: wall time until the mean return of 5 consecutive
 episodes first reaches ``--threshold`` (-200), total training time, and the final policy's
-deterministic mean return; ratios are SB3 / ours. ``train_cpu_s`` is the process CPU time of
-training: on a shared machine it moves less with the other load than the wall time does (the
-runs are one after the other).
+deterministic mean return, for each of ``--seeds`` seeds, then the median times and mean final
+return over the seeds; ratios are SB3 / ours (of the medians). ``train_cpu_s`` is the process
+CPU time of training: on a shared machine it moves less with the other load than the wall time
+does (the runs are one after the other).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import math
 import time
 from typing import Any
 
-from diffctl.bench.common import BenchResult, set_threads
+from diffctl.bench.common import BenchResult, seed_summary, set_threads
 
 HELP = "SAC and TD3: ours vs Stable-Baselines3 on pendulum, time to -200"
 
@@ -38,7 +39,13 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threshold", type=float, default=-200.0)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="first seed")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="number of seeds (seed, seed+1, ...): one run of each library per seed",
+    )
     p.add_argument("--skip-peer", action="store_true", help="run ours only")
     return p.parse_args(argv)
 
@@ -157,6 +164,9 @@ def run_sb3(algo: str, cfg: Any, seed: int, threshold: float, n_eval: int) -> di
 
 def run(argv: list[str]) -> BenchResult:
     args = _args(argv)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds: expected a positive int, got {args.seeds}")
+    n_eval = args.eval_episodes
     threads = set_threads(args.threads)
     steps = args.total_steps or (3_000 if args.quick else 10_000)
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
@@ -174,31 +184,41 @@ def run(argv: list[str]) -> BenchResult:
         except ImportError as e:
             result.notes.append(f"peer missing: stable-baselines3 not importable ({e})")
             peer_ok = False
+    runs = []
     for algo in algos:
         cfg = _config(algo, steps, 1e-3)
         result.notes.append(f"{algo}: {cfg}")
-        ours = run_ours(algo, cfg, args.seed, args.threshold, args.eval_episodes)
-        result.rows.append(ours)
-        if not peer_ok:
-            continue
-        peer = run_sb3(algo, cfg, args.seed, args.threshold, args.eval_episodes)
-        result.rows.append(peer)
-        result.rows.append(
-            {
-                "algo": algo,
-                "library": "ratio sb3/ours",
-                "time_to_threshold_s": peer["time_to_threshold_s"] / ours["time_to_threshold_s"],
-                "train_time_s": peer["train_time_s"] / ours["train_time_s"],
-                "train_cpu_s": peer["train_cpu_s"] / ours["train_cpu_s"],
-                "final_return": ours["final_return"] - peer["final_return"],
-            }
+        for seed in range(args.seed, args.seed + args.seeds):  # ours and SB3 alternate
+            runs.append({"seed": seed, **run_ours(algo, cfg, seed, args.threshold, n_eval)})
+            if peer_ok:
+                runs.append({"seed": seed, **run_sb3(algo, cfg, seed, args.threshold, n_eval)})
+    result.rows.extend(runs)
+    times = ("time_to_threshold_s", "train_time_s", "train_cpu_s")
+    summary = runs
+    if args.seeds > 1:
+        summary = seed_summary(runs, ("algo", "library"), times, ("final_return",))
+        result.rows.extend(summary)
+        result.notes.append(
+            f"'{args.seeds} seeds' rows: median times over the seeds (a run that never reached "
+            "the threshold counts as the slowest), mean final return"
         )
+    if peer_ok:
+        for ours, peer in zip(summary[::2], summary[1::2]):
+            result.rows.append(
+                {
+                    "algo": ours["algo"],
+                    "library": "ratio sb3/ours",
+                    **{k: peer[k] / ours[k] for k in times},
+                    "final_return": ours["final_return"] - peer["final_return"],
+                }
+            )
     result.notes.append(
         "ratio rows: times SB3/ours (>1: ours faster); final_return ours minus "
         "SB3 (>= 0: ours at least as good); nan: threshold never reached"
     )
-    result.notes.append(
-        "final_return and time_to_threshold are one seed's: at these budgets float rounding "
-        "alone can move a run's final return by hundreds (--seed gives others)"
-    )
+    if args.seeds == 1:
+        result.notes.append(
+            "final_return and time_to_threshold are one seed's: at these budgets float rounding "
+            "alone can move a run's final return by hundreds (--seeds averages several)"
+        )
     return result

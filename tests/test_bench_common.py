@@ -1,0 +1,36 @@
+"""The benchmarks' multi-seed summary: medians of times with "never reached" ranked last,
+means of returns, one row per group."""
+
+from __future__ import annotations
+
+import math
+
+from diffctl.bench.common import seed_summary
+
+NAN = float("nan")
+
+
+def _runs(lib: str, times: list[float], returns: list[float]) -> list[dict]:
+    return [
+        {"library": lib, "seed": s, "t": t, "r": r} for s, (t, r) in enumerate(zip(times, returns))
+    ]
+
+
+def test_seed_summary_medians_times_and_means_returns_per_group():
+    runs = _runs("ours", [3.0, 1.0, 2.0], [-100, -200, -300]) + _runs(
+        "peer", [4.0, 8.0], [-150, -250]
+    )
+    ours, peer = seed_summary(runs, ("library",), ("t",), ("r",))
+    assert ours == {"library": "ours", "seed": "3 seeds", "t": 2.0, "r": -200.0}
+    assert peer == {"library": "peer", "seed": "2 seeds", "t": 6.0, "r": -200.0}
+
+
+def test_seed_summary_ranks_a_missed_threshold_as_the_slowest():
+    # one miss of three: the median is the slower of the two that reached it
+    (row,) = seed_summary(_runs("a", [NAN, 1.0, 5.0], [0, 0, 0]), ("library",), ("t",), ())
+    assert row["t"] == 5.0
+    # two misses of three, or a miss in the middle pair of four: never reached
+    (row,) = seed_summary(_runs("a", [NAN, 1.0, NAN], [0, 0, 0]), ("library",), ("t",), ())
+    assert math.isnan(row["t"])
+    (row,) = seed_summary(_runs("a", [NAN, 1.0, NAN, 2.0], [0] * 4), ("library",), ("t",), ())
+    assert math.isnan(row["t"])
