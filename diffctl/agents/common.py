@@ -435,6 +435,11 @@ def collect_on_policy(
     (normalised), ``raw_obs``, ``actions`` (unclipped samples), ``log_probs``, ``rewards``,
     ``terminated``, ``truncated`` and ``final_obs`` (raw observation reached by each step,
     before any auto-reset); ``next_obs`` is the raw observation to continue from.
+
+    An actor with ``rollout_sampler(num_envs) -> (draw, log_prob)`` (``GaussianActorCritic``)
+    samples through ``draw(obs, generator) -> (action, noise)``, with its weights taken once for
+    the rollout, and ``log_prob`` gives the log-probabilities of all steps from the stacked
+    noise afterwards (the same numbers as ``sample``); other actors use ``sample``.
     """
     keys = (
         "obs",
@@ -450,17 +455,25 @@ def collect_on_policy(
     norm = agent.obs_normalizer
     if norm is not None:  # frozen statistics: normalise as norm.normalize does, in fewer ops
         mean, std, clip = norm.mean.to(obs.dtype), norm.std.to(obs.dtype), norm.clip
+    sampler = getattr(agent.actor, "rollout_sampler", None)
+    draw, log_prob = (agent.actor.sample, None) if sampler is None else sampler(obs.shape[0])
+    bounds = None if agent.spec.discrete else (agent.action_low, agent.action_high)
     for _ in range(num_steps):
         o = obs
         if norm is not None:
             o = (obs - mean) / std
             o = o if clip is None else o.clamp(-clip, clip)
-        action, logp = agent.actor.sample(o, generator)
-        next_obs, reward, term, trunc, info = runner.step(agent.clip_action(action))
+        action, logp = draw(o, generator)  # (logp: the draw's noise with a rollout_sampler)
+        next_obs, reward, term, trunc, info = runner.step(
+            action if bounds is None else action.clamp(*bounds)  # agent.clip_action
+        )
         for k, v in zip(keys, (o, obs, action, logp, reward, term, trunc, info["final_obs"])):
             out[k].append(v)
         obs = next_obs
-    return {k: torch.stack(v) for k, v in out.items()}, obs
+    batch = {k: torch.stack(v) for k, v in out.items()}
+    if log_prob is not None:
+        batch["log_probs"] = log_prob(batch["log_probs"])
+    return batch, obs
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -31,6 +31,7 @@ __all__ = [
     "ActorCritic",
     "GaussianActorCritic",
     "CategoricalActorCritic",
+    "ManualActorCritic",
 ]
 
 _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
@@ -288,6 +289,7 @@ class ActorCritic(nn.Module):
         super().__init__()
         pi = mlp(obs_dim, hidden, out_dim, activation, out_gain=0.01)
         v = mlp(obs_dim, hidden, 1, activation, out_gain=1.0)
+        self.activation = activation
         self.act_fn = _ACTIVATION_FNS[activation]
         self.sigmoid_tanh = activation == "tanh"
         pairs = list(zip(pi[::2], v[::2]))  # the Linear layers of both nets, side by side
@@ -317,6 +319,32 @@ class ActorCritic(nn.Module):
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             h = self._layer(torch.addmm, b[0], h, w[0], fold, first=i == 0)
         return _affine(torch.addmm, self.pi_bias, h, self.pi_weight, fold)
+
+    def frozen_policy(self, rows: int) -> Any:
+        """``policy_output`` as a function of ``obs [rows, obs_dim]`` for as long as the
+        parameters do not change (a rollout): the weights it uses are selected (and, for the
+        folded tanh, derived) once. Computes exactly what ``policy_output`` does."""
+        fold = self.sigmoid_tanh and rows >= _SIGMOID_ROWS
+        layers = []
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            b, w = b[0].detach(), w[0].detach()
+            if fold:  # as _layer / _affine derive them
+                if i:
+                    b, w = b - w.sum(-2, keepdim=True), 2 * w
+                b, w = 2.0 * b, 2.0 * w
+            layers.append((b, w))
+        b, w = self.pi_bias.detach(), self.pi_weight.detach()
+        if fold:
+            b, w = b - w.sum(-2, keepdim=True), 2 * w
+        act = torch.sigmoid if fold else self.act_fn
+
+        def policy(obs: Tensor) -> Tensor:
+            h = obs
+            for lb, lw in layers:
+                h = act(torch.addmm(lb, h, lw))
+            return torch.addmm(b, h, w)
+
+        return policy
 
     def value(self, obs: Tensor) -> Tensor:
         """The critic net alone, ``V(o) [B]``."""
@@ -369,6 +397,22 @@ class GaussianActorCritic(ActorCritic):
     ) -> tuple[Tensor, Tensor]:
         """``(action [B, act_dim], log_prob [B])``, drawn with ``generator``."""
         return _gaussian_sample(self.policy_output(obs), self.log_std, generator)
+
+    def rollout_sampler(self, rows: int) -> tuple[Any, Any]:
+        """``(draw, log_prob)`` for a rollout of ``rows`` envs with frozen parameters:
+        ``draw(obs, generator) -> (action, eps)`` samples as ``sample`` does (the same numbers)
+        and keeps the standard-normal draw ``eps``; ``log_prob(eps [..., act_dim])`` gives
+        ``sample``'s log-probabilities of those actions, for all steps at once."""
+        policy = self.frozen_policy(rows)
+        log_std = self.log_std.detach()
+        std = log_std.exp()
+
+        def draw(obs: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+            mu = policy(obs)
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            return torch.addcmul(mu, std, eps), eps
+
+        return draw, lambda eps: _standard_log_prob(eps, log_std)
 
     def mode(self, obs: Tensor) -> Tensor:
         return self.policy_output(obs)
@@ -431,3 +475,142 @@ def _categorical_log_prob_entropy(logits: Tensor, action: Tensor) -> tuple[Tenso
     logp = torch.log_softmax(logits, -1)
     entropy = -(logp.exp() * logp).sum(-1)
     return logp.gather(-1, action[..., None]).squeeze(-1), entropy
+
+
+class ManualActorCritic:
+    """An ``ActorCritic`` evaluated and differentiated by hand, without autograd, for a fixed
+    batch size ``rows`` (PPO's minibatch): ``forward`` computes ``ActorCritic.forward`` (up to
+    rounding; the value as ``[rows, 1]``), and
+    ``backward`` writes the gradients of the trunks and heads straight into the parameters'
+    ``.grad`` (the chain rule of the affine layers and of the activation, as autograd applies
+    it). At PPO's sizes most of an autograd step is per-op overhead; this takes about a third
+    of the ops.
+
+    Supported: ``tanh`` (in the folded sigmoid form where ``ActorCritic`` uses it, i.e. from
+    256 rows) and ``relu`` (``ACTIVATIONS``); anything else is refused. The parameters must lie
+    back to back in one buffer with ``.grad`` views (build a ``FlatAdam`` over them first), and
+    ``prepare()`` must run after each change of the parameters (it derives the weights the
+    forward pass uses: with the folded tanh, ``2z`` of layer ``i`` is
+    ``(2 b - 2 1'W) + s (4 W)`` on the previous layer's sigmoid ``s``, see ``ActorCritic``).
+    ``neg_log_std`` holds ``-log_std`` of a ``GaussianActorCritic`` after ``prepare()``.
+    """
+
+    ACTIVATIONS = ("tanh", "relu")
+
+    def __init__(self, ac: ActorCritic, rows: int) -> None:
+        if ac.activation not in self.ACTIVATIONS:
+            raise ValueError(
+                f"ac: hand-derived gradients support the activations {self.ACTIVATIONS}, "
+                f"got {ac.activation!r}"
+            )
+        params = list(ac.parameters())
+        if any(p.grad is None for p in params):
+            raise ValueError("ac: the parameters have no .grad views (build the optimiser first)")
+        self.fold = ac.sigmoid_tanh and rows >= _SIGMOID_ROWS
+        fold = self.fold
+        depth = len(ac.weights)
+        # factor of each parameter in the derived weights (see the class docstring)
+        factors = {}
+        for i, (w, b) in enumerate(zip(ac.weights, ac.biases)):
+            factors[id(w)] = (2.0 if i == 0 else 4.0) if fold else 1.0
+            factors[id(b)] = 2.0 if fold else 1.0
+        factors[id(ac.pi_weight)] = factors[id(ac.v_weight)] = 2.0 if fold else 1.0
+        log_std = getattr(ac, "log_std", None)
+        if log_std is not None:
+            factors[id(log_std)] = -1.0
+        start = min(p.storage_offset() for p in params)
+        total = sum(p.numel() for p in params)
+        first = params[0].detach()
+        same = all(
+            p.is_contiguous()
+            and p.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+            for p in params
+        )
+        end = max(p.storage_offset() + p.numel() for p in params)
+        if not same or end - start != total:
+            raise ValueError("ac: the parameters are not one flat buffer (build a FlatAdam first)")
+        self.span = first.as_strided((total,), (1,), start)
+        self.scale = torch.ones_like(self.span)
+        self.derived = torch.empty_like(self.span)
+        views = {}
+        for p in params:
+            lo = p.storage_offset() - start
+            self.scale[lo : lo + p.numel()] = factors.get(id(p), 1.0)
+            views[id(p)] = self.derived[lo : lo + p.numel()].view_as(p)
+        self.weights = [views[id(w)] for w in ac.weights]
+        self.weights_t = [w.transpose(1, 2) for w in self.weights]
+        self.biases = [views[id(b)] for b in ac.biases]
+        self.pi_weight, self.pi_bias = views[id(ac.pi_weight)], views[id(ac.pi_bias)]
+        self.v_weight, self.v_bias = views[id(ac.v_weight)], views[id(ac.v_bias)]
+        self.neg_log_std = None if log_std is None else views[id(log_std)]
+        self.grad_w = [w.grad for w in ac.weights]
+        self.grad_b = [b.grad for b in ac.biases]
+        self.grad_pi = (ac.pi_weight.grad, ac.pi_bias.grad)
+        self.grad_v = (ac.v_weight.grad, ac.v_bias.grad)
+        dev, dt = first.device, first.dtype
+        # d loss / d bias = factor * (sum over the batch of d loss / d pre-activation): one bmm
+        self.bias_sum = torch.full((2, 1, rows), 2.0 if fold else 1.0, device=dev, dtype=dt)
+        # weight gradients: alpha x' delta + beta (bias gradient), the beta term being the
+        # folded ``-1'W`` of the bias (weights and biases in the derived form)
+        self.alpha_beta = [
+            ((2.0 if i == 0 else 4.0, 0.0 if i == 0 else -1.0) if fold else (1.0, 0.0))
+            for i in range(depth)
+        ]
+        self.head_alpha_beta = (2.0, -1.0) if fold else (1.0, 0.0)
+        self.ones = [torch.ones(2, 1, w.shape[1], device=dev, dtype=dt) for w in ac.weights]
+        self.head_ones = torch.ones(1, ac.pi_weight.shape[0], device=dev, dtype=dt)
+        # the activation in place, and its backward from its output (as autograd's)
+        if fold:
+            self.act_, self.act_backward = torch.sigmoid_, torch.ops.aten.sigmoid_backward
+        elif ac.activation == "tanh":
+            self.act_, self.act_backward = torch.tanh_, torch.ops.aten.tanh_backward
+        else:
+            self.act_ = torch.relu_
+            self.act_backward = lambda g, h: torch.ops.aten.threshold_backward(g, h, 0)
+        self.hidden_grad = torch.empty(2, rows, ac.pi_weight.shape[0], device=dev, dtype=dt)
+        self.inputs: list[Tensor] = []
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        """Derive the weights of the forward pass from the current parameters."""
+        torch.mul(self.span, self.scale, out=self.derived)
+        if self.fold:  # b' = 2b - 2 1'W = 2b - 1'(4W) / 2 (hidden), b - 1'(2W) / 2 (heads)
+            for b, w, ones in zip(self.biases[1:], self.weights[1:], self.ones[1:]):
+                b.baddbmm_(ones, w, alpha=-0.5)
+            self.pi_bias.view(1, -1).addmm_(self.head_ones, self.pi_weight, alpha=-0.5)
+            self.v_bias.view(1, -1).addmm_(self.head_ones, self.v_weight, alpha=-0.5)
+
+    @torch.no_grad()
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """``(policy output [rows, out_dim], value [rows, 1])``, keeping the activations."""
+        h = obs.expand(2, *obs.shape)
+        self.inputs = [h]
+        for w, b in zip(self.weights, self.biases):
+            h = self.act_(torch.baddbmm(b, h, w))
+            self.inputs.append(h)
+        h_pi, h_v = h.unbind()
+        pi = torch.addmm(self.pi_bias, h_pi, self.pi_weight)
+        return pi, torch.addmm(self.v_bias, h_v, self.v_weight)
+
+    @torch.no_grad()
+    def backward(self, grad_pi: Tensor, grad_v: Tensor) -> None:
+        """Write d loss / d parameters (all but ``log_std``) into their ``.grad``, from
+        ``grad_pi [rows, out_dim]`` and ``grad_v [rows, 1]`` (d loss / d the outputs of the
+        last ``forward``)."""
+        *hidden, h = self.inputs
+        alpha, beta = self.head_alpha_beta
+        for (gw, gb), g, x in ((self.grad_pi, grad_pi, h[0]), (self.grad_v, grad_v, h[1])):
+            torch.sum(g, 0, out=gb)
+            torch.addmm(gb, x.T, g, beta=beta, alpha=alpha, out=gw)
+        grad = self.hidden_grad
+        torch.mm(grad_pi, self.pi_weight.T, out=grad[0])
+        torch.mm(grad_v, self.v_weight.T, out=grad[1])
+        for i in range(len(self.weights) - 1, -1, -1):
+            delta = self.act_backward(grad, self.inputs[i + 1])
+            alpha, beta = self.alpha_beta[i]
+            gb = torch.bmm(self.bias_sum, delta, out=self.grad_b[i])
+            torch.baddbmm(
+                gb, hidden[i].transpose(1, 2), delta, beta=beta, alpha=alpha, out=self.grad_w[i]
+            )
+            if i:
+                grad = torch.bmm(delta, self.weights_t[i])
