@@ -278,6 +278,12 @@ class Env:
     def _terminated(self, x: Tensor) -> Tensor:
         return torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
 
+    def _transition(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(x_next, reward, observation of x_next)`` of one step, as ``VecEnv``'s eager step
+        takes them; an env may override it to share work between the three (same results)."""
+        x1 = self._dynamics(x, u)
+        return x1, self._reward(x, u, x1), self._observe(x1)
+
     # ------------------------------------------------------------------ helpers
     def _uniform(
         self,

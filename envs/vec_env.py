@@ -19,6 +19,13 @@ fused step then needs no separate RNG call, and a seed gives the same episodes o
 The eager step draws the same numbers for a block of steps at once (with the start states'
 observations), so a step at a few envs pays no per-step RNG or start-state ops.
 Other envs draw start states from the runner's ``torch.Generator``.
+
+An env that never terminates (it keeps ``Env._terminated``) restarts all its copies together at
+the time limit, so every copy has taken the same number of steps. The eager step then keeps that
+count as a Python int and runs only the transition (``Env._transition``) and the return sum on
+the steps between resets; the bookkeeping of ``_step_core`` (flags, auto-reset selections,
+statistics) runs once per episode, on the step that hits the limit. The results are the same
+numbers as ``_step_core``'s (tested).
 """
 
 from __future__ import annotations
@@ -243,6 +250,10 @@ class VecEnv:
         self._ep_ret = torch.zeros(num_envs, dtype=dtype, device=self.device)
         self._acc = torch.zeros(5, num_envs, dtype=dtype, device=self.device)
         self._acc[_LAST_RET:] = float("nan")
+        # the eager step of an env that never terminates counts the (equal) steps of its
+        # episodes here, on the host; None: ``_t`` holds them (see the module docstring)
+        self._lockstep = not self.fused and type(self.env)._terminated is Env._terminated
+        self._host_t: int | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -255,6 +266,8 @@ class VecEnv:
     @property
     def elapsed_steps(self) -> Tensor:
         """Steps taken in the current episode of each env, ``[N]`` int64."""
+        if self._host_t is not None:
+            return torch.full((self.num_envs,), self._host_t, dtype=torch.int64, device=self.device)
         return self._t.to(torch.int64)
 
     # ------------------------------------------------------------------ API
@@ -292,6 +305,8 @@ class VecEnv:
             x0, obs0, self._counter = self._next_start()
         else:
             self._counter = self._counter + 1
+        if self._host_t is not None:
+            return self._lockstep_step(u, x0, obs0)
         out = _step_core(
             self.env, self._state, self._t, u, x0, obs0, self._ep_ret, self._acc, self.max_steps
         )
@@ -304,7 +319,7 @@ class VecEnv:
         RNG), as tensors on the CPU."""
         if self._state is None:
             raise RuntimeError("VecEnv: call reset() before state_dict()")
-        t = self._t.to(torch.int64).cpu()
+        t = self.elapsed_steps.cpu()
         return {
             "seed": self.seed,
             "state": self._state.detach().cpu().clone(memory_format=torch.contiguous_format),
@@ -334,6 +349,8 @@ class VecEnv:
         self.set_state(state["state"].to(self.device, self.env.dtype))
         dev, dtype = self.device, self.env.dtype
         self._t = state["t"].to(device=dev, dtype=torch.int32)
+        t = state["t"].tolist()
+        self._host_t = t[0] if self._lockstep and min(t) == max(t) else None
         self._ep_ret = state["ep_ret"].to(device=dev, dtype=dtype)
         self._acc = torch.zeros_like(self._acc)
         self._acc[:_LAST_RET, 0] = state["stats"].to(device=dev, dtype=dtype)
@@ -395,7 +412,34 @@ class VecEnv:
         # the fused step keeps states feature-major: [N, nx] views of [nx, N] buffers
         self._state = x.T.contiguous().T if self.fused else x
         self._t = torch.zeros_like(self._t)
+        self._host_t = 0 if self._lockstep else None
         self._ep_ret = torch.zeros_like(self._ep_ret)
+
+    def _lockstep_step(
+        self, u: Tensor, x0: Tensor, obs0: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
+        """The eager step of an env that never terminates, all of whose copies have taken
+        ``_host_t`` steps: ``_step_core``'s results, its bookkeeping only at the time limit."""
+        x, env, n = self._state, self.env, self.num_envs
+        x1, r, final_obs = env._transition(x, u)
+        ret = self._ep_ret + r
+        t1 = self._host_t + 1
+        no = torch.zeros(3, n, dtype=torch.bool, device=self.device).unbind(0)
+        if t1 < self.max_steps:
+            self._state, self._ep_ret, self._host_t = x1, ret, t1
+            info = {"final_obs": final_obs, "final_state": x1, "done": no[2]}
+            return final_obs, r, no[0], no[1], info
+        # the time limit: every copy truncates and restarts from x0 (_step_core with done true)
+        acc = self._acc
+        length = torch.full_like(ret, t1)
+        self._acc = torch.stack(
+            (acc[_SUM] + ret, acc[_SUM_SQ] + ret * ret, acc[_COUNT] + 1, ret, length)
+        )
+        obs = env._observe(x0) if obs0 is None else obs0
+        self._state, self._ep_ret, self._host_t = x0, torch.zeros_like(ret), 0
+        yes = torch.ones(2, n, dtype=torch.bool, device=self.device).unbind(0)
+        info = {"final_obs": final_obs, "final_state": x1, "done": yes[1]}
+        return obs, r, no[0], yes[0], info
 
     def _fused_step(
         self, u: Tensor, x0: Tensor | None

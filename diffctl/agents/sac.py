@@ -31,6 +31,7 @@ from diffctl.agents.offpolicy import (
     ReluMLP,
     adam,
     constant,
+    mean,
     train_off_policy,
     validate_off_policy_config,
 )
@@ -225,12 +226,13 @@ class SACLearner:
                 grad = torch.cat([g_u, g_log_std], -1)
                 self.pi.backward(inputs, grad[None])
                 self.actor_opt.step()
-                logp_mean = logp.mean()
+                logp_mean = mean(self.constants, logp)
                 if cfg.autotune:
                     neg_target = self._c(-self.target_entropy, logp_mean)
                     torch.sub(neg_target, logp_mean, out=self.log_alpha.grad)
                     self.optimizers["alpha"].step()
-            out["actor_loss"] = alpha * logp_mean - torch.minimum(q[0], q[1]).mean()
+            q_min = mean(self.constants, torch.minimum(q[0], q[1]))
+            out["actor_loss"] = alpha * logp_mean - q_min
             out["alpha"] = self.log_alpha.exp()
             out["entropy"] = -logp_mean
         critics.polyak.update(cfg.tau)

@@ -33,6 +33,7 @@ from diffctl.agents.offpolicy import (
     ReluMLP,
     adam,
     constant,
+    mean,
     train_off_policy,
     validate_off_policy_config,
 )
@@ -189,7 +190,7 @@ class TD3Learner:
             sech2 = torch.addcmul(constant(self.constants, 1.0, t), t, t, value=-1.0)
             self.mu.backward(inputs, (ga * self.scale * sech2)[None])
             self.actor_opt.step()
-            out["actor_loss"] = -q1.mean()
+            out["actor_loss"] = mean(self.constants, q1).neg_()
             self.actor_polyak.update(cfg.tau)
             critics.polyak.update(cfg.tau)
         return out

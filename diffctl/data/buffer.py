@@ -40,7 +40,9 @@ class ReplayBuffer:
         check_finite: reject NaN/inf in ``add`` (a host sync per call, off by default).
 
     Shape/dtype/device checks in ``add`` never synchronise with the host; the write position and
-    size are Python ints derived from shapes.
+    size are Python ints derived from shapes. The floating fields are column blocks of one
+    ``[capacity, width]`` tensor (``storage`` holds views of it; ``sample`` returns views of one
+    gathered block): a step's write is one ``cat`` into its rows, a draw one gather.
     """
 
     def __init__(
@@ -79,20 +81,39 @@ class ReplayBuffer:
         self._ptr = 0
         self._size = 0
         C, dev = capacity, self.device
-        self.storage: dict[str, Tensor] = {
-            "obs": torch.zeros(C, obs_dim, device=dev, dtype=dtype),
-            "actions": (
-                torch.zeros(C, dtype=torch.int64, device=dev)
-                if self.discrete
-                else torch.zeros(C, act_dim, device=dev, dtype=dtype)
-            ),
-            "rewards": torch.zeros(C, device=dev, dtype=dtype),
-            "next_obs": torch.zeros(C, obs_dim, device=dev, dtype=dtype),
-            "terminated": torch.zeros(C, dtype=torch.bool, device=dev),
-        }
+        # the floating fields are column blocks of one [C, width] tensor: a write is one cat
+        # into a row range and a draw one gather (the storage dict holds views of it)
+        widths = {"obs": obs_dim}
+        if not self.discrete:
+            widths["actions"] = act_dim
+        widths.update(rewards=1, next_obs=obs_dim)
         if state_dim is not None:
-            self.storage["states"] = torch.zeros(C, state_dim, device=dev, dtype=dtype)
-            self.storage["next_states"] = torch.zeros(C, state_dim, device=dev, dtype=dtype)
+            widths.update(states=state_dim, next_states=state_dim)
+        self._rows = torch.zeros(C, sum(widths.values()), device=dev, dtype=dtype)
+        self._terminated = torch.zeros(C, dtype=torch.bool, device=dev)
+        self._actions = torch.zeros(C, dtype=torch.int64, device=dev) if self.discrete else None
+        self._columns: dict[str, tuple[int, int]] = {}
+        start = 0
+        for k, w in widths.items():
+            self._columns[k] = (start, w)
+            start += w
+        # (key, column range or index) of each field in storage order; None: its own tensor
+        self._layout: list[tuple[str, slice | int | None]] = []
+        for k in ("obs", "actions", "rewards", "next_obs", "terminated", "states", "next_states"):
+            if k in self._columns:
+                start, w = self._columns[k]
+                self._layout.append((k, start if k == "rewards" else slice(start, start + w)))
+            elif k in ("actions", "terminated"):
+                self._layout.append((k, None))
+        self.storage: dict[str, Tensor] = self._views(self._rows, self._terminated, self._actions)
+        self._row_shapes = {k: tuple(v.shape[1:]) for k, v in self.storage.items()}
+
+    def _views(self, rows: Tensor, terminated: Tensor, actions: Tensor | None) -> dict[str, Tensor]:
+        """The fields as views of ``rows`` (``[M, width]``) in the storage's key order."""
+        return {
+            k: rows[:, cols] if cols is not None else terminated if k == "terminated" else actions
+            for k, cols in self._layout
+        }
 
     # ------------------------------------------------------------------ size
     def __len__(self) -> int:
@@ -103,16 +124,15 @@ class ReplayBuffer:
         return self._size == self.capacity
 
     # ------------------------------------------------------------------ adding
-    def _row_shape(self, key: str) -> tuple[int, ...]:
-        return tuple(self.storage[key].shape[1:])
-
     def _check(self, name: str, x: object, key: str, n: int | None) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
         if x.device != self.device:
             raise ValueError(f"{name}: tensor is on {x.device}, the buffer is on {self.device}")
         target = self.storage[key]
-        if target.dtype == torch.bool:
+        if x.dtype == target.dtype:
+            pass
+        elif target.dtype == torch.bool:
             if x.dtype != torch.bool:
                 raise TypeError(f"{name}: expected a bool tensor, got {x.dtype}")
         elif target.dtype == torch.int64:
@@ -120,7 +140,7 @@ class ReplayBuffer:
                 raise TypeError(f"{name}: expected int64 action indices, got {x.dtype}")
         elif not x.is_floating_point():
             raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
-        row = self._row_shape(key)
+        row = self._row_shapes[key]
         if n is None:  # the first argument fixes the batch size
             if x.dim() == len(row):  # unbatched: a batch of one
                 x = x.unsqueeze(0)
@@ -131,7 +151,7 @@ class ReplayBuffer:
             raise ValueError(f"{name}: expected shape {(n, *row)}, got {tuple(x.shape)}")
         if self.check_finite and x.is_floating_point() and not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name}: contains NaN or inf")
-        return x.to(target.dtype)
+        return x if x.dtype == target.dtype else x.to(target.dtype)
 
     def add(
         self,
@@ -143,37 +163,72 @@ class ReplayBuffer:
         *,
         state: Tensor | None = None,
         next_state: Tensor | None = None,
+        check: bool = True,
     ) -> None:
         """Add a batch of ``N`` transitions: ``obs [N, obs_dim]``, ``action [N, act_dim]`` (int64
         ``[N]`` if discrete), ``reward [N]``, ``next_obs [N, obs_dim]``, ``terminated [N]`` bool
         (and ``state`` / ``next_state [N, state_dim]`` for a buffer built with ``state_dim``).
         Unbatched arguments are a batch of one. If ``N > capacity`` only the last ``capacity``
-        are kept."""
+        are kept.
+
+        ``check=False`` skips the checks of the arguments (and the unbatched form), for a caller
+        that adds batches like one that passed them, every step (the off-policy loop)."""
+        if not check:
+            self._write(obs, action, reward, next_obs, terminated, state, next_state)
+            return
         obs = self._check("obs", obs, "obs", None)
         n = obs.shape[0]
-        batch = {
-            "obs": obs,
-            "actions": self._check("action", action, "actions", n),
-            "rewards": self._check("reward", reward, "rewards", n),
-            "next_obs": self._check("next_obs", next_obs, "next_obs", n),
-            "terminated": self._check("terminated", terminated, "terminated", n),
-        }
+        action = self._check("action", action, "actions", n)
+        reward = self._check("reward", reward, "rewards", n)
+        next_obs = self._check("next_obs", next_obs, "next_obs", n)
+        terminated = self._check("terminated", terminated, "terminated", n)
         if self.state_dim is not None:
             if state is None or next_state is None:
                 raise ValueError("state: this buffer stores states; pass state and next_state")
-            batch["states"] = self._check("state", state, "states", n)
-            batch["next_states"] = self._check("next_state", next_state, "next_states", n)
+            state = self._check("state", state, "states", n)
+            next_state = self._check("next_state", next_state, "next_states", n)
         elif state is not None or next_state is not None:
             raise ValueError("state: this buffer was built without state_dim")
-        if n == 0:
-            return
-        if n > self.capacity:
-            batch = {k: v[n - self.capacity :] for k, v in batch.items()}
+        if n:
+            self._write(obs, action, reward, next_obs, terminated, state, next_state)
+
+    def _write(
+        self,
+        obs: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_obs: Tensor,
+        terminated: Tensor,
+        state: Tensor | None = None,
+        next_state: Tensor | None = None,
+    ) -> None:
+        """Write a checked batch (``add``): the rows are one ``cat`` into their range."""
+        n = obs.shape[0]
+        floats = [obs, reward.unsqueeze(1), next_obs]
+        if not self.discrete:
+            floats.insert(1, action)
+        if self.state_dim is not None:
+            floats += [state, next_state]
+        if n > self.capacity:  # only the last ``capacity`` are kept
+            floats = [x[n - self.capacity :] for x in floats]
+            terminated, action = terminated[n - self.capacity :], action[n - self.capacity :]
             n = self.capacity
-        idx = (self._ptr + torch.arange(n, device=self.device)) % self.capacity
-        for k, v in batch.items():
-            self.storage[k].index_copy_(0, idx, v.detach())
-        self._ptr = (self._ptr + n) % self.capacity
+        ptr, first = self._ptr, min(n, self.capacity - self._ptr)
+        with torch.no_grad():
+            if first == n:  # no wrap: the rows go straight into their range
+                torch.cat(floats, 1, out=self._rows[ptr : ptr + n])
+                self._terminated[ptr : ptr + n] = terminated
+                if self._actions is not None:
+                    self._actions[ptr : ptr + n] = action
+            else:
+                rows = torch.cat(floats, 1)
+                for start, stop, lo in ((ptr, self.capacity, 0), (0, n - first, first)):
+                    hi = lo + stop - start
+                    self._rows[start:stop] = rows[lo:hi]
+                    self._terminated[start:stop] = terminated[lo:hi]
+                    if self._actions is not None:
+                        self._actions[start:stop] = action[lo:hi]
+        self._ptr = (ptr + n) % self.capacity
         self._size = min(self._size + n, self.capacity)
 
     def add_trajectory(self, trajectory: Trajectory) -> None:
@@ -216,7 +271,10 @@ class ReplayBuffer:
                     f"generator: is on {generator.device}, the buffer is on {self.device}"
                 )
         idx = torch.randint(0, self._size, (batch_size,), generator=generator, device=self.device)
-        return {k: v[idx] for k, v in self.storage.items()}
+        actions = None if self._actions is None else self._actions.index_select(0, idx)
+        return self._views(
+            self._rows.index_select(0, idx), self._terminated.index_select(0, idx), actions
+        )
 
     def data(self) -> dict[str, Tensor]:
         """The stored transitions, oldest first (views/copies ``[len, ...]``)."""
@@ -259,7 +317,8 @@ class ReplayBuffer:
                     f"state['storage'][{k!r}]: expected {target.dtype} {tuple(target.shape)}, "
                     f"got {desc}"
                 )
-        self.storage = {k: storage[k].detach().to(self.device).clone() for k in self.storage}
+        for k, target in self.storage.items():
+            target.copy_(storage[k].detach())
         self._ptr, self._size = ptr, size
 
     # ------------------------------------------------------------------ files

@@ -166,3 +166,33 @@ def test_state_dict_restores_the_exact_ring():
         other.load_state_dict(state)
     with pytest.raises(ValueError, match="size"):
         other.load_state_dict({**buf.state_dict(), "size": 9})
+
+
+def test_fields_stay_aligned_in_samples_across_the_wrap_and_after_load_state_dict():
+    buf = ReplayBuffer(7, 2, 1, state_dim=3)
+    for start, n in ((0, 5), (5, 4), (9, 2)):  # the second add wraps
+        obs, act, rew, nxt, term = _batch(start, n)
+        ids = rew[:, None]
+        buf.add(obs, act, rew, nxt, term, state=ids.expand(n, 3) - 1, next_state=ids.expand(n, 3))
+    assert buf.data()["rewards"].tolist() == [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0]
+    other = ReplayBuffer(7, 2, 1, state_dim=3)
+    other.load_state_dict(buf.state_dict())  # written into the existing storage
+    for b in (buf, other):
+        s = b.sample(64, torch.Generator().manual_seed(1))
+        r = s["rewards"]
+        assert r.min() >= 4 and len(set(r.tolist())) > 3
+        assert torch.equal(s["obs"], r[:, None].expand(64, 2))
+        assert torch.equal(s["actions"], r[:, None]) and torch.equal(s["next_obs"], s["obs"] + 0.5)
+        assert torch.equal(s["terminated"], r % 2 == 0)
+        assert torch.equal(s["states"], r[:, None].expand(64, 3) - 1)
+        assert torch.equal(s["next_states"], r[:, None].expand(64, 3))
+
+
+def test_unchecked_add_writes_what_add_writes():
+    a, b = ReplayBuffer(5, 2, 1), ReplayBuffer(5, 2, 1)
+    for start, n in ((0, 3), (3, 4), (7, 9)):  # plain, wrapping, longer than the ring
+        a.add(*_batch(start, n))
+        b.add(*_batch(start, n), check=False)
+    for k, v in a.state_dict()["storage"].items():
+        assert torch.equal(v, b.state_dict()["storage"][k])
+    assert (a.state_dict()["ptr"], len(a)) == (b.state_dict()["ptr"], len(b))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from diffctl.envs import VecEnv, make
+from diffctl.envs.pendulum import Pendulum
 
 
 def _run(venv: VecEnv, steps: int, seed: int = 1):
@@ -195,3 +196,75 @@ def test_state_dict_round_trip_continues_exactly():
         assert torch.equal(oa, ob) and torch.equal(ra, rb)
     with pytest.raises(ValueError, match="missing keys"):
         b.load_state_dict({"state": saved["state"]})
+
+
+class _PendulumViaStepCore(Pendulum):
+    """Pendulum with its own ``_terminated`` (still never true): VecEnv's eager step then runs
+    the general ``_step_core`` instead of the lockstep path of never-terminating envs."""
+
+    def _terminated(self, x):
+        return torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+
+
+def test_lockstep_step_of_a_never_terminating_env_equals_step_core():
+    runs = []
+    for env in (make("pendulum"), _PendulumViaStepCore()):
+        venv = VecEnv(env, 3, seed=4, max_steps=6)
+        assert venv._lockstep == (type(env) is not _PendulumViaStepCore)
+        g = torch.Generator().manual_seed(0)
+        steps = [venv.reset()]
+        for i in range(20):
+            obs, r, term, trunc, info = venv.step(4 * torch.rand(3, 1, generator=g) - 2)
+            steps += [obs, r, term, trunc, info["final_obs"], info["final_state"], info["done"]]
+            steps += [venv.state, venv.elapsed_steps]
+            if i == 8:  # mid-episode: the saved counts continue either path exactly
+                saved = venv.state_dict()
+        stats = venv.episode_statistics()
+        steps += [stats["last_returns"], stats["last_lengths"], torch.tensor(stats["mean_return"])]
+        venv.load_state_dict(saved)
+        steps += [venv.step(torch.ones(3, 1))[0], venv.elapsed_steps]
+        runs.append(steps)
+    for a, b in zip(*runs):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert sum(bool(t.all()) for t in runs[0][4 : 1 + 9 * 20 : 9]) == 3  # three time limits
+
+
+def test_lockstep_env_loads_unequal_step_counts_into_the_general_step():
+    venv = VecEnv(make("pendulum"), 2, seed=0, max_steps=5)
+    venv.reset()
+    saved = venv.state_dict()
+    saved["t"] = torch.tensor([1, 3])
+    venv.load_state_dict(saved)
+    trunc = [venv.step(torch.zeros(2, 1))[3].tolist() for _ in range(4)]
+    assert trunc == [[False, False], [False, True], [False, False], [True, False]]
+    assert venv.elapsed_steps.tolist() == [0, 2]
+
+
+def test_pendulum_transition_follows_parameter_changes_and_carries_gradients():
+    env = make("pendulum")
+    g = torch.Generator().manual_seed(0)
+    x, u = torch.randn(4, 2, generator=g), 3 * torch.randn(4, 1, generator=g)
+
+    def reference(e):
+        x1 = e._dynamics(x, u)
+        return x1, e._reward(x, u, x1), e._observe(x1)
+
+    def check(e):
+        for a, b in zip(e._transition(x, u), reference(e)):
+            assert torch.equal(a, b)
+
+    check(env)
+    check(env)  # the kept constants
+    env.params["g"].fill_(4.0)  # changed in place
+    check(env)
+    env.params["l"] = torch.tensor(2.0)  # replaced
+    check(env)
+    m = torch.tensor(1.5, requires_grad=True)
+    heavy = env.replace(m=m)
+    with torch.no_grad():
+        check(heavy)  # constants kept without a graph ...
+    (grad,) = torch.autograd.grad(heavy._transition(x, u)[0].sum(), m)  # ... not used here
+    (expected,) = torch.autograd.grad(heavy._dynamics(x, u).sum(), m)
+    assert torch.equal(grad, expected) and grad.abs().sum() > 0
+    with torch.inference_mode():
+        check(make("pendulum"))  # parameters made in inference mode: no version counters
