@@ -183,10 +183,12 @@ class FlatAdam:
     gathered into one flat tensor.
 
     Each parameter becomes a view of ``self.flat`` and its ``.grad`` a view of ``self.grad``;
-    autograd accumulates into existing gradients in place, so zeroing the gradients, a global
-    gradient-norm clip and the Adam step are a handful of kernels on two flat tensors instead
-    of ``torch.optim``'s per-step Python bookkeeping and per-tensor work (these small networks
-    are dominated by per-op overhead). Create it after the networks are on their device; do
+    autograd accumulates into existing gradients in place (and the hand-derived updates write
+    there), so zeroing the gradients, a global gradient-norm clip and the Adam step are a few
+    kernels on flat tensors instead of ``torch.optim``'s per-step Python bookkeeping and
+    per-tensor work (these small networks are dominated by per-op overhead). The step is
+    torch's fused Adam kernel (the one behind ``torch.optim.Adam(fused=True)``), with the clip
+    folded into it as its gradient scale. Create it after the networks are on their device; do
     not set the parameters' ``.grad`` to ``None`` (that would cut the views).
     """
 
@@ -208,28 +210,35 @@ class FlatAdam:
             offset += n
         self.lr, self.eps, self.betas = lr, eps, betas
         self.steps = 0
+        # the step count as the fused kernel reads it (for its bias corrections)
+        self._step = torch.zeros((), dtype=torch.float32, device=self.flat.device)
         self.exp_avg = torch.zeros_like(self.flat)
         self.exp_avg_sq = torch.zeros_like(self.flat)
 
     def zero_grad(self) -> None:
         self.grad.zero_()
 
-    def clip_grad_norm_(self, max_norm: float) -> Tensor:
-        """Scale the gradient to global L2 norm at most ``max_norm`` (as
-        ``torch.nn.utils.clip_grad_norm_``); returns the norm before clipping."""
-        norm = torch.linalg.vector_norm(self.grad)
-        self.grad.mul_((max_norm / (norm + 1e-6)).clamp_(max=1.0))
-        return norm
-
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, max_grad_norm: float | None = None) -> None:
+        """One Adam step. With ``max_grad_norm`` the gradient is first scaled to global L2 norm
+        at most that (``torch.nn.utils.clip_grad_norm_``'s ``min(1, max / (norm + 1e-6))``), as
+        the kernel's ``grad_scale``: it divides by ``max(1, (norm + 1e-6) / max)``."""
         self.steps += 1
+        self._step.fill_(self.steps)
+        scale = None
+        if max_grad_norm is not None:
+            norm = torch.linalg.vector_norm(self.grad)
+            factor = norm.add_(1e-6).div_(max_grad_norm).clamp_(min=1.0)
+            if factor.dtype == torch.float32:
+                scale = factor
+            else:  # the kernel reads a float32 scale: divide at full precision here instead
+                self.grad.div_(factor)
         b1, b2 = self.betas
-        self.exp_avg.lerp_(self.grad, 1 - b1)  # first and second moments (Alg. 1)
-        self.exp_avg_sq.mul_(b2).addcmul_(self.grad, self.grad, value=1 - b2)
-        # bias corrections; eps added to the corrected sqrt(v) as torch.optim.Adam does
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(1 - b2**self.steps)).add_(self.eps)
-        self.flat.addcdiv_(self.exp_avg, denom, value=-self.lr / (1 - b1**self.steps))
+        torch._fused_adam_(
+            [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step],
+            lr=self.lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps, amsgrad=False,
+            maximize=False, grad_scale=scale,
+        )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -17,7 +17,7 @@ its time in per-op and autograd overhead rather than in arithmetic. The learners
 without autograd: ``ReluMLP`` evaluates an MLP and backpropagates through it by hand (the chain
 rule of ``Linear`` and ``ReLU``, written straight into the ``FlatAdam`` gradient views with
 ``out=``), and ``FlatTargets`` keeps the target networks in one flat buffer so Polyak averaging
-is one ``lerp_``; ``FusedFlatAdam`` takes each Adam step as one fused kernel.
+is one ``lerp_``; ``FlatAdam`` takes each Adam step as one fused kernel.
 ``tests/agents/test_offpolicy_manual_grad.py`` checks every update against the same losses
 differentiated by autograd. The loop runs under ``torch.inference_mode`` (no autograd dispatch
 per op) when it built the env runner itself.
@@ -57,7 +57,6 @@ __all__ = [
     "ensemble_parameters",
     "constant",
     "mean",
-    "FusedFlatAdam",
     "FlatTargets",
     "Critics",
 ]
@@ -84,31 +83,9 @@ def soft_update(pairs: list[tuple[torch.nn.Module, torch.nn.Module]], tau: float
     torch._foreach_lerp_(targets, sources, tau)
 
 
-class FusedFlatAdam(FlatAdam):
-    """``FlatAdam`` whose step is torch's fused Adam kernel (``torch.optim.Adam(fused=True)``'s
-    ``_fused_adam_``): one op instead of seven and three Python-number wraps, about 35 us less
-    per step at these sizes. Same update; the kernel rounds the bias-corrected step differently
-    in the last bit, so runs are not bit-identical to ``FlatAdam``'s."""
-
-    def __init__(self, params: Any, lr: float) -> None:
-        super().__init__(params, lr=lr)
-        self._step = torch.zeros((), dtype=torch.float32, device=self.flat.device)
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        self._step.fill_(self.steps)  # the kernel's bias corrections read the step count here
-        b1, b2 = self.betas
-        torch._fused_adam_(
-            [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step],
-            lr=self.lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps, amsgrad=False,
-            maximize=False,
-        )  # fmt: skip
-
-
 def adam(params: Any, lr: float) -> FlatAdam:
-    """Adam over ``params`` as one flat tensor (see ``FlatAdam``, ``FusedFlatAdam``)."""
-    return FusedFlatAdam(params, lr=lr)
+    """Adam over ``params`` as one flat tensor (see ``FlatAdam``)."""
+    return FlatAdam(params, lr=lr)
 
 
 # --------------------------------------------------------------------------- manual MLPs

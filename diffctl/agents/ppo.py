@@ -253,8 +253,7 @@ class _AutogradUpdate:
             loss = loss - cfg.ent_coef * ent
         self.optimizer.zero_grad()
         loss.backward()
-        self.optimizer.clip_grad_norm_(cfg.max_grad_norm)
-        self.optimizer.step()
+        self.optimizer.step(cfg.max_grad_norm)
         for o, v in zip(out, (logratio, surrogate, v_term, -ent)):
             o.copy_(v.detach())
 
@@ -317,8 +316,7 @@ class _ManualGaussianUpdate:
         clip_v = cfg.clip_coef if cfg.clip_vloss else None
         grad_v = _value_grad(v.view(-1), val, ret, clip_v, self.half, out_value)
         net.backward(grad_mu, grad_v.mul_(self.scale_v)[:, None])
-        self.optimizer.clip_grad_norm_(cfg.max_grad_norm)
-        self.optimizer.step()
+        self.optimizer.step(cfg.max_grad_norm)
 
 
 def _surrogate_grad(

@@ -18,7 +18,6 @@ from diffctl.agents.common import FlatAdam
 from diffctl.agents.networks import ValueCritic, mlp
 from diffctl.agents.offpolicy import (
     FlatTargets,
-    FusedFlatAdam,
     ReluMLP,
     ensemble_parameters,
     soft_update,
@@ -225,28 +224,3 @@ def test_learner_explore_is_agent_act(algo: str) -> None:
     ours = learner.explore(obs, torch.Generator().manual_seed(3))
     ref = agent.act(obs, deterministic=False, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(ours, ref)
-
-
-def test_fused_flat_adam_steps_as_flat_adam_and_resumes_exactly() -> None:
-    torch.manual_seed(0)
-    nets = [mlp(4, (6,), 2, "relu").double() for _ in range(3)]
-    nets[1].load_state_dict(nets[0].state_dict())
-    fused, plain = (
-        FusedFlatAdam(nets[0].parameters(), lr=1e-2),
-        FlatAdam(nets[1].parameters(), 1e-2),
-    )
-    grads = torch.randn(8, fused.flat.numel(), dtype=torch.float64)
-    for g in grads[:5]:
-        for opt in (fused, plain):
-            opt.grad.copy_(g)
-            opt.step()
-    torch.testing.assert_close(fused.flat, plain.flat, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(fused.exp_avg_sq, plain.exp_avg_sq, rtol=1e-12, atol=1e-20)
-    again = FusedFlatAdam(nets[2].parameters(), lr=1e-2)
-    again.flat.copy_(fused.flat)
-    again.load_state_dict(fused.state_dict())
-    for g in grads[5:]:
-        for opt in (fused, again):
-            opt.grad.copy_(g)
-            opt.step()
-    assert torch.equal(fused.flat, again.flat) and torch.equal(fused.exp_avg, again.exp_avg)
