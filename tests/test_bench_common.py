@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from diffctl.bench.common import seed_summary
+from diffctl.bench.common import BenchResult, seed_summary
 
 NAN = float("nan")
 
@@ -34,3 +34,12 @@ def test_seed_summary_ranks_a_missed_threshold_as_the_slowest():
     assert math.isnan(row["t"])
     (row,) = seed_summary(_runs("a", [NAN, 1.0, NAN, 2.0], [0] * 4), ("library",), ("t",), ())
     assert math.isnan(row["t"])
+
+
+def test_peer_available_notes_a_skipped_or_missing_peer():
+    result = BenchResult(name="x")
+    assert result.peer_available("json")
+    assert not result.peer_available("json", skip=True)
+    assert not result.peer_available("diffctl_no_such_peer")
+    assert result.notes[0] == "peer skipped (--skip-peer)"
+    assert result.notes[1].startswith("peer missing: diffctl_no_such_peer not importable")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -33,6 +34,19 @@ class BenchResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=lambda: machine_info())
+
+    def peer_available(self, module: str, *, skip: bool = False) -> bool:
+        """Whether the peer's ``module`` imports (and is not skipped with ``--skip-peer``);
+        if not, a note says why."""
+        if skip:
+            self.notes.append("peer skipped (--skip-peer)")
+            return False
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            self.notes.append(f"peer missing: {module} not importable ({e})")
+            return False
+        return True
 
     def table(self) -> str:
         text = format_table(self.rows)

@@ -184,15 +184,7 @@ def run(argv: list[str]) -> BenchResult:
     cfg = dataclasses.replace(cfg, total_steps=steps)
     result = BenchResult(name="ppo")
     result.notes.append(f"PPO {cfg}; torch threads {threads}; one process, same CPU")
-    peer_ok = not args.skip_peer
-    if args.skip_peer:
-        result.notes.append("peer skipped (--skip-peer)")
-    else:
-        try:
-            import stable_baselines3  # noqa: F401
-        except ImportError as e:
-            result.notes.append(f"peer missing: stable-baselines3 not importable ({e})")
-            peer_ok = False
+    peer_ok = result.peer_available("stable_baselines3", skip=args.skip_peer)
     runs = []
     for seed in range(args.seed, args.seed + args.seeds):  # ours and SB3 alternate per seed
         runs.append({"seed": seed, **run_ours(cfg, seed, args.threshold, args.eval_episodes)})

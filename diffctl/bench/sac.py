@@ -175,15 +175,7 @@ def run(argv: list[str]) -> BenchResult:
             raise ValueError(f"--algos: expected names from sac,td3, got {a!r}")
     result = BenchResult(name="sac")
     result.notes.append(f"{steps} env steps per run; torch threads {threads}; one process")
-    peer_ok = not args.skip_peer
-    if args.skip_peer:
-        result.notes.append("peer skipped (--skip-peer)")
-    else:
-        try:
-            import stable_baselines3  # noqa: F401
-        except ImportError as e:
-            result.notes.append(f"peer missing: stable-baselines3 not importable ({e})")
-            peer_ok = False
+    peer_ok = result.peer_available("stable_baselines3", skip=args.skip_peer)
     runs = []
     for algo in algos:
         cfg = _config(algo, steps, 1e-3)
