@@ -67,51 +67,74 @@ class Pendulum(Env):
 
     def _transition(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         # the three above sharing the split state, the clipped torque and the next angle, with
-        # the parameters' coefficients and angle_normalize's constants made once (_constants)
-        th, thdot = x.unbind(-1)
-        u = self._torque(u)
+        # the parameters' coefficients, the clip bounds and angle_normalize's constants made
+        # once (_constants): an op with a tensor operand costs less than one with a Python
+        # number. A step from the state the previous call returned (unchanged, without a
+        # gradient: VecEnv's eager loop) reuses that call's angle, speed and sine of the angle.
         k = self._constants()
-        newth, newthdot = self._next(th, thdot, u, k)
+        last = self.__dict__.get("_last_transition")
+        if last is not None and x is last[0] and x._version == last[1] and not x.requires_grad:
+            th, thdot, sin_th = last[2:]
+        else:
+            th, thdot = x.unbind(-1)
+            sin_th = torch.sin(th)
+        u = u[..., 0].clamp(k[4], k[5])
+        newth, newthdot = self._next(th, thdot, u, k, sin_th)
         x1 = torch.stack([newth, newthdot], dim=-1)
-        obs = torch.stack([torch.cos(newth), torch.sin(newth), newthdot], dim=-1)
+        sin_newth = torch.sin(newth)
+        obs = torch.stack([torch.cos(newth), sin_newth, newthdot], dim=-1)
+        if not x1.is_inference():  # (inference tensors keep no version counter)
+            self._last_transition = (x1, x1._version, newth, newthdot, sin_newth)
         return x1, self._reward_of(th, thdot, u, k), obs
 
     def _constants(self) -> tuple[Tensor, ...]:
-        """``3 / (m l^2)``, ``g / l``, ``pi`` and ``2 pi`` as tensors (the values the ops of
-        ``_next`` and ``angle_normalize`` compute or wrap on every call), kept until a parameter
-        is replaced or changed in place; made anew while a parameter needs a gradient."""
-        ps = self.params["g"], self.params["m"], self.params["l"]
-        grad = torch.is_grad_enabled() and any(p.requires_grad for p in ps)
-        if grad or any(p.is_inference() for p in ps):  # (inference: no version counters)
+        """``3 / (m l^2)``, ``g / l``, ``pi``, ``2 pi``, the torque's and the speed's bounds
+        and ``-0.0`` as tensors (the values the ops of ``_next``, ``angle_normalize`` and the
+        clips compute or wrap on every call), kept until a parameter is replaced or changed in
+        place; made anew while a parameter needs a gradient."""
+        params = self.params
+        g, m, l = params["g"], params["m"], params["l"]
+        if (g.requires_grad or m.requires_grad or l.requires_grad) and torch.is_grad_enabled():
             return self._make_constants()
-        versions = tuple(p._version for p in ps)
-        cached = getattr(self, "_cached_constants", None)
-        if cached is not None and all(a is b for a, b in zip(cached[0], ps)):
-            if cached[1] == versions:
-                return cached[2]
+        if g.is_inference() or m.is_inference() or l.is_inference():  # no version counters
+            return self._make_constants()
+        versions = (g._version, m._version, l._version)
+        cached = self.__dict__.get("_cached_constants")
+        if cached is not None and cached[0] is g and cached[1] is m and cached[2] is l:
+            if cached[3] == versions:
+                return cached[4]
         k = self._make_constants()
-        self._cached_constants = (ps, versions, k)
+        self._cached_constants = (g, m, l, versions, k)
         return k
 
     def _make_constants(self) -> tuple[Tensor, ...]:
         g, m, l = self.params["g"], self.params["m"], self.params["l"]
-        pi, two_pi = (torch.full((), c, dtype=g.dtype, device=g.device) for c in PI_2PI)
-        return 3.0 / (m * l * l), g / l, pi, two_pi
+        values = (*PI_2PI, -MAX_TORQUE, MAX_TORQUE, -MAX_SPEED, MAX_SPEED, -0.0)
+        pi, two_pi, *bounds = (torch.full((), c, dtype=g.dtype, device=g.device) for c in values)
+        return 3.0 / (m * l * l), g / l, pi, two_pi, *bounds
 
     @staticmethod
     def _torque(u: Tensor) -> Tensor:
         return u[..., 0].clamp(-MAX_TORQUE, MAX_TORQUE)
 
     def _next(
-        self, th: Tensor, thdot: Tensor, u: Tensor, k: tuple[Tensor, ...] | None = None
+        self,
+        th: Tensor,
+        thdot: Tensor,
+        u: Tensor,
+        k: tuple[Tensor, ...] | None = None,
+        sin_th: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         if k is None:
             g, m, l = self.params["g"], self.params["m"], self.params["l"]
-            k = (3.0 / (m * l * l), g / l)
+            k0, k1, speed = 3.0 / (m * l * l), g / l, (-MAX_SPEED, MAX_SPEED)
+        else:
+            k0, k1, speed = k[0], k[1], k[6:8]
         dt = self.spec.dt
         # gymnasium: thdot + (3 g / (2 l) sin(th) + 3 / (m l^2) u) dt, in fewer (scalar) ops
-        accel = torch.addcmul(u * k[0], torch.sin(th), k[1], value=1.5)
-        newthdot = torch.add(thdot, accel, alpha=dt).clamp(-MAX_SPEED, MAX_SPEED)
+        sin_th = torch.sin(th) if sin_th is None else sin_th
+        accel = torch.addcmul(u * k0, sin_th, k1, value=1.5)
+        newthdot = torch.add(thdot, accel, alpha=dt).clamp(*speed)
         return torch.add(th, newthdot, alpha=dt), newthdot
 
     @staticmethod
@@ -120,8 +143,13 @@ class Pendulum(Env):
     ) -> Tensor:
         # -(angle_normalize(th)^2 + 0.1 thdot^2 + 0.001 u^2)
         if k is None:
-            angle = angle_normalize(th)
-        else:  # angle_normalize with its constants as tensors
-            angle = torch.remainder(th + k[2], k[3]) - k[2]
-        cost = torch.addcmul(angle.square(), thdot, thdot, value=0.1)
-        return torch.addcmul(cost, u, u, value=0.001).neg()
+            cost = torch.addcmul(angle_normalize(th).square(), thdot, thdot, value=0.1)
+            return torch.addcmul(cost, u, u, value=0.001).neg()
+        # angle_normalize with its constants as tensors and the negation taken by the terms:
+        # -angle = pi - remainder(th + pi, 2 pi) is exact, -0.0 + p = p and round to nearest
+        # is symmetric, so every rounding (a fused multiply-add's too) is the negated one of
+        # the sums above, in the same order: the same numbers
+        neg_angle = torch.sub(k[2], torch.remainder(th + k[2], k[3]))
+        neg_cost = torch.addcmul(k[8], neg_angle, neg_angle, value=-1.0)
+        neg_cost = torch.addcmul(neg_cost, thdot, thdot, value=-0.1)
+        return torch.addcmul(neg_cost, u, u, value=-0.001)

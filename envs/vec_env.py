@@ -24,8 +24,8 @@ An env that never terminates (it keeps ``Env._terminated``) restarts all its cop
 the time limit, so every copy has taken the same number of steps. The eager step then keeps that
 count as a Python int and runs only the transition (``Env._transition``) and the return sum on
 the steps between resets; the bookkeeping of ``_step_core`` (flags, auto-reset selections,
-statistics) runs once per episode, on the step that hits the limit. The results are the same
-numbers as ``_step_core``'s (tested).
+statistics) and the drawing of hashed start states run once per episode, on the step that hits
+the limit. The results are the same numbers as ``_step_core``'s (tested).
 """
 
 from __future__ import annotations
@@ -254,6 +254,7 @@ class VecEnv:
         # episodes here, on the host; None: ``_t`` holds them (see the module docstring)
         self._lockstep = not self.fused and type(self.env)._terminated is Env._terminated
         self._host_t: int | None = None
+        self._falses: list[tuple[Tensor, Tensor, Tensor]] = []  # see _lockstep_step
 
     # ------------------------------------------------------------------ properties
     @property
@@ -300,6 +301,8 @@ class VecEnv:
         x0 = None if self._hashed_resets else self.env._initial_state(self.num_envs, self.generator)
         if self.fused:
             return self._fused_step(u, x0)
+        if x0 is None and self._host_t is not None:  # start states drawn at time limits only
+            return self._lockstep_step(u, None, None)
         obs0 = None
         if x0 is None:
             x0, obs0, self._counter = self._next_start()
@@ -328,7 +331,7 @@ class VecEnv:
             "ep_len": t.clone(),
             "stats": self._acc[:_LAST_RET].sum(1).cpu(),
             "last": self._acc[_LAST_RET:].cpu().clone(),
-            "counter": self._counter.cpu().clone(),
+            "counter": self._synced_counter().cpu().clone(),
             "generator": self.generator.get_state(),
         }
 
@@ -389,15 +392,27 @@ class VecEnv:
         self.generator.manual_seed(seed)
         self._key = torch.tensor(_seed_key(seed), dtype=torch.int32, device=self.device)
         self._starts: list[tuple[Tensor, Tensor, Tensor]] = []  # drawn from the old key
+        self._skipped = 0  # steps taken since ``_counter`` was last advanced (lockstep step)
 
-    def _next_start(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _synced_counter(self) -> Tensor:
+        """``_counter`` advanced by the steps the lockstep step took without drawing their
+        start states (whose ``_starts`` are then out of date)."""
+        if self._skipped:
+            self._counter = self._counter + self._skipped
+            self._skipped, self._starts = 0, []
+        return self._counter
+
+    def _next_start(self, block: bool = True) -> tuple[Tensor, Tensor, Tensor]:
         """The eager step's auto-reset start state, its observation and the next counter.
 
         The ``hash_uniform`` numbers of the next ``_START_BLOCK // N`` steps are drawn at once
-        (the same numbers as step by step), so a step costs no RNG or start-state ops.
+        (the same numbers as step by step), so a step costs no RNG or start-state ops;
+        ``block=False`` (the lockstep step, at a time limit) draws this step's only.
         """
+        self._synced_counter()
         if not self._starts:
-            n, steps = self.num_envs, max(1, _START_BLOCK // self.num_envs)
+            n = self.num_envs
+            steps = max(1, _START_BLOCK // n) if block else 1
             shape = (n, self.env.reset_noise_dim)
             u = _hash_uniform(self._key, self._counter, shape, self.env.dtype, steps)
             x0 = self.env._initial_state_from_uniform(u)  # [steps * n, nx]
@@ -416,20 +431,31 @@ class VecEnv:
         self._ep_ret = torch.zeros_like(self._ep_ret)
 
     def _lockstep_step(
-        self, u: Tensor, x0: Tensor, obs0: Tensor | None
+        self, u: Tensor, x0: Tensor | None, obs0: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
         """The eager step of an env that never terminates, all of whose copies have taken
-        ``_host_t`` steps: ``_step_core``'s results, its bookkeeping only at the time limit."""
+        ``_host_t`` steps: ``_step_core``'s results, its bookkeeping only at the time limit.
+        ``x0 = None``: the env's start states are hashed, and drawn at the time limit only
+        (the steps before only count towards ``_counter``); the other steps return all-false
+        flags made for a block of steps at once."""
         x, env, n = self._state, self.env, self.num_envs
         x1, r, final_obs = env._transition(x, u)
         ret = self._ep_ret + r
         t1 = self._host_t + 1
-        no = torch.zeros(3, n, dtype=torch.bool, device=self.device).unbind(0)
         if t1 < self.max_steps:
+            if not self._falses:  # the all-false flags of a block of steps, made at once
+                steps = max(1, _START_BLOCK // n)
+                rows = torch.zeros(3 * steps, n, dtype=torch.bool, device=self.device).unbind(0)
+                self._falses = list(zip(rows[0::3], rows[1::3], rows[2::3]))
+            term, trunc, done = self._falses.pop()
             self._state, self._ep_ret, self._host_t = x1, ret, t1
-            info = {"final_obs": final_obs, "final_state": x1, "done": no[2]}
-            return final_obs, r, no[0], no[1], info
+            if x0 is None:  # (a hashed start state is drawn at the time limit only)
+                self._skipped += 1
+            info = {"final_obs": final_obs, "final_state": x1, "done": done}
+            return final_obs, r, term, trunc, info
         # the time limit: every copy truncates and restarts from x0 (_step_core with done true)
+        if x0 is None:
+            x0, obs0, self._counter = self._next_start(block=False)
         acc = self._acc
         length = torch.full_like(ret, t1)
         self._acc = torch.stack(
@@ -437,9 +463,10 @@ class VecEnv:
         )
         obs = env._observe(x0) if obs0 is None else obs0
         self._state, self._ep_ret, self._host_t = x0, torch.zeros_like(ret), 0
+        term = torch.zeros(n, dtype=torch.bool, device=self.device)
         yes = torch.ones(2, n, dtype=torch.bool, device=self.device).unbind(0)
         info = {"final_obs": final_obs, "final_state": x1, "done": yes[1]}
-        return obs, r, no[0], yes[0], info
+        return obs, r, term, yes[0], info
 
     def _fused_step(
         self, u: Tensor, x0: Tensor | None

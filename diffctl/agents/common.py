@@ -445,43 +445,50 @@ def collect_on_policy(
     ``terminated``, ``truncated`` and ``final_obs`` (raw observation reached by each step,
     before any auto-reset); ``next_obs`` is the raw observation to continue from.
 
-    An actor with ``rollout_sampler(num_envs) -> (draw, log_prob)`` (``GaussianActorCritic``)
-    samples through ``draw(obs, generator) -> (action, noise)``, with its weights taken once for
-    the rollout, and ``log_prob`` gives the log-probabilities of all steps from the stacked
-    noise afterwards (the same numbers as ``sample``); other actors use ``sample``.
+    An actor with ``rollout_sampler(num_envs, num_steps, generator) -> (draw, log_probs)``
+    (``GaussianActorCritic``) draws the noise of the whole rollout at once and samples through
+    ``draw(obs) -> action``, with its weights taken once for the rollout; other actors use
+    ``sample(obs, generator)`` step by step.
     """
-    keys = (
-        "obs",
-        "raw_obs",
-        "actions",
-        "log_probs",
-        "rewards",
-        "terminated",
-        "truncated",
-        "final_obs",
-    )
-    out: dict[str, list[Tensor]] = {k: [] for k in keys}
     norm = agent.obs_normalizer
     if norm is not None:  # frozen statistics: normalise as norm.normalize does, in fewer ops
         mean, std, clip = norm.mean.to(obs.dtype), norm.std.to(obs.dtype), norm.clip
+        if clip is not None:  # (a clamp to tensor bounds costs less than to Python numbers)
+            clip = tuple(
+                torch.full((), c, dtype=obs.dtype, device=obs.device) for c in (-clip, clip)
+            )
     sampler = getattr(agent.actor, "rollout_sampler", None)
-    draw, log_prob = (agent.actor.sample, None) if sampler is None else sampler(obs.shape[0])
+    draw, log_probs = None, None
+    if sampler is not None:
+        draw, log_probs = sampler(obs.shape[0], num_steps, generator)
     bounds = None if agent.spec.discrete else (agent.action_low, agent.action_high)
+    keys = ("obs", "raw_obs", "actions", "rewards", "terminated", "truncated", "final_obs")
+    out: tuple[list[Tensor], ...] = tuple([] for _ in keys)
+    o_s, raw_s, act_s, rew_s, term_s, trunc_s, final_s = out
+    logp_s: list[Tensor] = []
     for _ in range(num_steps):
         o = obs
-        if norm is not None:
-            o = (obs - mean) / std
-            o = o if clip is None else o.clamp(-clip, clip)
-        action, logp = draw(o, generator)  # (logp: the draw's noise with a rollout_sampler)
+        if norm is not None:  # (the in-place ops write to the fresh difference only)
+            o = torch.sub(obs, mean).div_(std)
+            o = o if clip is None else o.clamp_(*clip)
+        if draw is None:
+            action, logp = agent.actor.sample(o, generator)
+            logp_s.append(logp)
+        else:
+            action = draw(o)
         next_obs, reward, term, trunc, info = runner.step(
             action if bounds is None else action.clamp(*bounds)  # agent.clip_action
         )
-        for k, v in zip(keys, (o, obs, action, logp, reward, term, trunc, info["final_obs"])):
-            out[k].append(v)
+        o_s.append(o)
+        raw_s.append(obs)
+        act_s.append(action)
+        rew_s.append(reward)
+        term_s.append(term)
+        trunc_s.append(trunc)
+        final_s.append(info["final_obs"])
         obs = next_obs
-    batch = {k: torch.stack(v) for k, v in out.items()}
-    if log_prob is not None:
-        batch["log_probs"] = log_prob(batch["log_probs"])
+    batch = {k: torch.stack(v) for k, v in zip(keys, out)}
+    batch["log_probs"] = torch.stack(logp_s) if log_probs is None else log_probs
     return batch, obs
 
 

@@ -323,7 +323,9 @@ class ActorCritic(nn.Module):
     def frozen_policy(self, rows: int) -> Any:
         """``policy_output`` as a function of ``obs [rows, obs_dim]`` for as long as the
         parameters do not change (a rollout): the weights it uses are selected (and, for the
-        folded tanh, derived) once. Computes exactly what ``policy_output`` does."""
+        folded tanh, derived) once, the biases broadcast to ``rows`` rows (so ``addmm`` only
+        copies them), and the activations are taken in place. Computes exactly what
+        ``policy_output`` does."""
         fold = self.sigmoid_tanh and rows >= _SIGMOID_ROWS
         layers = []
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -332,11 +334,14 @@ class ActorCritic(nn.Module):
                 if i:
                     b, w = b - w.sum(-2, keepdim=True), 2 * w
                 b, w = 2.0 * b, 2.0 * w
-            layers.append((b, w))
+            layers.append((b.expand(rows, -1).contiguous(), w))
         b, w = self.pi_bias.detach(), self.pi_weight.detach()
         if fold:
             b, w = b - w.sum(-2, keepdim=True), 2 * w
+        b = b.expand(rows, -1).contiguous()
         act = torch.sigmoid if fold else self.act_fn
+        in_place = {torch.tanh: torch.tanh_, torch.sigmoid: torch.sigmoid_, torch.relu: torch.relu_}
+        act = in_place.get(act, act)  # (on addmm's fresh result)
 
         def policy(obs: Tensor) -> Tensor:
             h = obs
@@ -398,21 +403,30 @@ class GaussianActorCritic(ActorCritic):
         """``(action [B, act_dim], log_prob [B])``, drawn with ``generator``."""
         return _gaussian_sample(self.policy_output(obs), self.log_std, generator)
 
-    def rollout_sampler(self, rows: int) -> tuple[Any, Any]:
-        """``(draw, log_prob)`` for a rollout of ``rows`` envs with frozen parameters:
-        ``draw(obs, generator) -> (action, eps)`` samples as ``sample`` does (the same numbers)
-        and keeps the standard-normal draw ``eps``; ``log_prob(eps [..., act_dim])`` gives
-        ``sample``'s log-probabilities of those actions, for all steps at once."""
+    def rollout_sampler(
+        self, rows: int, steps: int, generator: torch.Generator | None = None
+    ) -> tuple[Any, Tensor]:
+        """``(draw, log_probs)`` for a rollout of ``steps`` steps of ``rows`` envs with frozen
+        parameters. The standard-normal noise of the whole rollout is drawn at once, as one
+        ``randn([steps, rows, act_dim])`` from ``generator``; ``draw(obs)``, called once per
+        step, returns the action ``mu(obs) + sigma eps_t`` of the next step's noise, and
+        ``log_probs [steps, rows]`` are those actions' log-probabilities (as ``sample`` computes
+        them from its noise). On the CPU, when ``rows * act_dim`` is a multiple of 16, the noise
+        is the same numbers ``steps`` calls of ``sample`` draw from ``generator`` (torch's CPU
+        normal sampler fills blocks of 16), so the actions are too; otherwise a different
+        stream of the same distribution."""
         policy = self.frozen_policy(rows)
         log_std = self.log_std.detach()
         std = log_std.exp()
+        device, dtype = std.device, self.pi_weight.dtype
+        shape = (steps, rows, log_std.shape[0])
+        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        eps = iter(noise.unbind(0))
 
-        def draw(obs: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-            mu = policy(obs)
-            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-            return torch.addcmul(mu, std, eps), eps
+        def draw(obs: Tensor) -> Tensor:
+            return torch.addcmul(policy(obs), std, next(eps))
 
-        return draw, lambda eps: _standard_log_prob(eps, log_std)
+        return draw, _standard_log_prob(noise, log_std)
 
     def mode(self, obs: Tensor) -> Tensor:
         return self.policy_output(obs)

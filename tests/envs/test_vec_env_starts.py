@@ -6,18 +6,30 @@ from __future__ import annotations
 import pytest
 import torch
 from diffctl.envs import VecEnv, make
+from diffctl.envs.pendulum import Pendulum
 from diffctl.envs.vec_env import _START_BLOCK, hash_uniform
 
 
-def test_block_drawn_starts_equal_step_by_step_hash_draws_across_blocks_and_reseeds():
+class _TerminatingPendulum(Pendulum):
+    """Pendulum with its own ``_terminated`` (never true): the eager step takes the general
+    path, whose start states come from blocks, instead of the lockstep step, which draws them
+    at the time limits only."""
+
+    def _terminated(self, x):
+        return torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+
+
+@pytest.mark.parametrize("env", [_TerminatingPendulum(), make("pendulum")])
+def test_block_drawn_starts_equal_step_by_step_hash_draws_across_blocks_and_reseeds(env):
     n = 64
-    venv = VecEnv(make("pendulum"), n, seed=3, max_steps=2)  # every other step resets all envs
+    venv = VecEnv(env, n, seed=3, max_steps=2)  # every other step resets all envs
+    assert venv._lockstep == (type(env) is Pendulum)
     steps = 2 * (_START_BLOCK // n) + 5  # crosses two block boundaries
     g = torch.Generator().manual_seed(0)
     for seed in (3, 4):  # a reseeding reset discards the block drawn from the old seed
         venv.reset(seed=seed)
         for i in range(steps):
-            counter = venv._counter.clone()
+            counter = venv.state_dict()["counter"]  # (the lockstep step counts lazily)
             assert counter.item() == i
             u = 4 * torch.rand(n, 1, generator=g) - 2
             prev = venv.state.clone()
@@ -33,7 +45,7 @@ def test_block_drawn_starts_equal_step_by_step_hash_draws_across_blocks_and_rese
                 assert not trunc.any()
                 assert torch.equal(venv.state, info["final_state"])
             assert torch.equal(obs, venv.env.observe(venv.state))
-        assert venv._counter.item() == steps
+        assert venv.state_dict()["counter"].item() == steps
 
 
 def test_blocked_starts_resume_mid_block_exactly():
