@@ -507,6 +507,8 @@ class ManualActorCritic:
     forward pass uses: with the folded tanh, ``2z`` of layer ``i`` is
     ``(2 b - 2 1'W) + s (4 W)`` on the previous layer's sigmoid ``s``, see ``ActorCritic``).
     ``neg_log_std`` holds ``-log_std`` of a ``GaussianActorCritic`` after ``prepare()``.
+    Call the methods under ``torch.no_grad()`` (the PPO update runs whole under it: one
+    grad-mode switch per update instead of one per call).
     """
 
     ACTIVATIONS = ("tanh", "relu")
@@ -575,16 +577,15 @@ class ManualActorCritic:
         self.head_ones = torch.ones(1, ac.pi_weight.shape[0], device=dev, dtype=dt)
         # the activation in place, and its backward from its output (as autograd's)
         if fold:
-            self.act_, self.act_backward = torch.sigmoid_, torch.ops.aten.sigmoid_backward
+            self.act_, self.act_backward = torch.sigmoid_, torch.ops.aten.sigmoid_backward.default
         elif ac.activation == "tanh":
-            self.act_, self.act_backward = torch.tanh_, torch.ops.aten.tanh_backward
+            self.act_, self.act_backward = torch.tanh_, torch.ops.aten.tanh_backward.default
         else:
             self.act_ = torch.relu_
-            self.act_backward = lambda g, h: torch.ops.aten.threshold_backward(g, h, 0)
+            self.act_backward = lambda g, h: torch.ops.aten.threshold_backward.default(g, h, 0)
         self.hidden_grad = torch.empty(2, rows, ac.pi_weight.shape[0], device=dev, dtype=dt)
         self.inputs: list[Tensor] = []
 
-    @torch.no_grad()
     def prepare(self) -> None:
         """Derive the weights of the forward pass from the current parameters."""
         torch.mul(self.span, self.scale, out=self.derived)
@@ -594,7 +595,6 @@ class ManualActorCritic:
             self.pi_bias.view(1, -1).addmm_(self.head_ones, self.pi_weight, alpha=-0.5)
             self.v_bias.view(1, -1).addmm_(self.head_ones, self.v_weight, alpha=-0.5)
 
-    @torch.no_grad()
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         """``(policy output [rows, out_dim], value [rows, 1])``, keeping the activations."""
         h = obs.expand(2, *obs.shape)
@@ -606,7 +606,6 @@ class ManualActorCritic:
         pi = torch.addmm(self.pi_bias, h_pi, self.pi_weight)
         return pi, torch.addmm(self.v_bias, h_v, self.v_weight)
 
-    @torch.no_grad()
     def backward(self, grad_pi: Tensor, grad_v: Tensor) -> None:
         """Write d loss / d parameters (all but ``log_std``) into their ``.grad``, from
         ``grad_pi [rows, out_dim]`` and ``grad_v [rows, 1]`` (d loss / d the outputs of the

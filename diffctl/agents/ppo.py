@@ -294,6 +294,7 @@ class _ManualGaussianUpdate:
         self.alpha_pi = -1.0 / rows
         self.scale_pi, self.scale_v = const(self.alpha_pi), const(config.vf_coef / rows)
 
+    @torch.no_grad()
     def __call__(self, mb: Minibatch, out: Diagnostics) -> None:
         cfg, net = self.cfg, self.net
         obs, act, logp_old, adv, ret, val = mb
