@@ -7,7 +7,8 @@ the value, 2x64 tanh networks with orthogonal init, observation and reward norma
 grad-norm 0.5). SB3 gets the same through ``VecNormalize`` and its constructor arguments.
 
 Reported per library: wall time (and env steps) until the mean return of the episodes
-finished in one iteration first reaches ``--threshold`` (-200), total training time, and the
+finished in one iteration first reaches ``--threshold`` (-200; both libraries read the clock at
+the end of that iteration, after its update), total training time, and the
 final policy's deterministic mean return over ``--eval-episodes`` episodes, for each of
 ``--seeds`` seeds, then the median times and mean final return over the seeds; ratios are SB3 /
 ours (of the medians). The step at which a run first reaches -200 moves by tens of thousands of
@@ -108,6 +109,7 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
         def __init__(self) -> None:
             super().__init__()
             self.returns: list[float] = []
+            self.mean: float | None = None  # of the last rollout's finished episodes
             self.t0 = time.perf_counter()
 
         def _on_step(self) -> bool:
@@ -117,9 +119,19 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
             return True
 
         def _on_rollout_end(self) -> None:
-            mean = float(np.mean(self.returns)) if self.returns else float("nan")
-            points.append((time.perf_counter() - self.t0, self.num_timesteps, mean))
+            self.mean = float(np.mean(self.returns)) if self.returns else float("nan")
             self.returns = []
+
+        def _on_iteration_end(self) -> None:
+            # stamped after the iteration's update, as ours is (its history record)
+            points.append((time.perf_counter() - self.t0, self.num_timesteps, self.mean))
+
+        def _on_rollout_start(self) -> None:
+            if self.mean is not None:  # the previous iteration's update has run
+                self._on_iteration_end()
+
+        def _on_training_end(self) -> None:
+            self._on_iteration_end()
 
     lr = cfg.learning_rate
     model = PPO(
