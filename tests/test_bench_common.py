@@ -3,9 +3,12 @@ means of returns, one row per group."""
 
 from __future__ import annotations
 
+import argparse
 import math
 
-from diffctl.bench.common import BenchResult, seed_summary
+import pytest
+
+from diffctl.bench.common import BenchResult, add_seed_arguments, seed_summary
 
 NAN = float("nan")
 
@@ -43,3 +46,12 @@ def test_peer_available_notes_a_skipped_or_missing_peer():
     assert not result.peer_available("diffctl_no_such_peer")
     assert result.notes[0] == "peer skipped (--skip-peer)"
     assert result.notes[1].startswith("peer missing: diffctl_no_such_peer not importable")
+
+
+def test_seed_arguments_refuse_a_non_positive_count(capsys):
+    parser = argparse.ArgumentParser()
+    add_seed_arguments(parser)
+    assert parser.parse_args(["--seed", "4", "--seeds", "2"]) == argparse.Namespace(seed=4, seeds=2)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--seeds", "0"])
+    assert "--seeds: expected a positive int, got 0" in capsys.readouterr().err

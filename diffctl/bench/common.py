@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -23,6 +24,7 @@ __all__ = [
     "format_table",
     "write_json",
     "seed_summary",
+    "add_seed_arguments",
 ]
 
 
@@ -124,6 +126,25 @@ def _median(values: list[float]) -> float:
     if any(v != v for v in mid):
         return float("nan")
     return sum(mid) / len(mid)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive int, got {value}")
+    return value
+
+
+def add_seed_arguments(parser: argparse.ArgumentParser, seeds: int = 3) -> None:
+    """``--seed`` (the first) and ``--seeds`` (how many: ``seed, seed + 1, ...``, one run of
+    each library per seed; summarised by ``seed_summary``)."""
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=seeds,
+        help="number of seeds (seed, seed+1, ...): one run of each library per seed",
+    )
 
 
 def seed_summary(

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from diffctl.bench.common import BenchResult, seed_summary, set_threads
+from diffctl.bench.common import BenchResult, add_seed_arguments, seed_summary, set_threads
 
 HELP = "PPO: ours (batched pendulum) vs Stable-Baselines3 (Pendulum-v1), time to -200"
 
@@ -46,13 +46,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threshold", type=float, default=-200.0)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument(
-        "--seeds",
-        type=int,
-        default=3,
-        help="number of seeds (seed, seed+1, ...): one run of each library per seed",
-    )
+    add_seed_arguments(p)
     p.add_argument("--skip-peer", action="store_true", help="run ours only")
     return p.parse_args(argv)
 
@@ -186,8 +180,6 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
 
 def run(argv: list[str]) -> BenchResult:
     args = _args(argv)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds: expected a positive int, got {args.seeds}")
     from diffctl.agents.ppo import PRESETS
 
     threads = set_threads(args.threads)

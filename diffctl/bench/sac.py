@@ -24,7 +24,7 @@ import math
 import time
 from typing import Any
 
-from diffctl.bench.common import BenchResult, seed_summary, set_threads
+from diffctl.bench.common import BenchResult, add_seed_arguments, seed_summary, set_threads
 
 HELP = "SAC and TD3: ours vs Stable-Baselines3 on pendulum, time to -200"
 
@@ -39,13 +39,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threshold", type=float, default=-200.0)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0, help="first seed")
-    p.add_argument(
-        "--seeds",
-        type=int,
-        default=3,
-        help="number of seeds (seed, seed+1, ...): one run of each library per seed",
-    )
+    add_seed_arguments(p)
     p.add_argument("--skip-peer", action="store_true", help="run ours only")
     return p.parse_args(argv)
 
@@ -164,8 +158,6 @@ def run_sb3(algo: str, cfg: Any, seed: int, threshold: float, n_eval: int) -> di
 
 def run(argv: list[str]) -> BenchResult:
     args = _args(argv)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds: expected a positive int, got {args.seeds}")
     n_eval = args.eval_episodes
     threads = set_threads(args.threads)
     steps = args.total_steps or (3_000 if args.quick else 10_000)
