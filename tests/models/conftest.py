@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from diffctl.envs import make
 from models_helpers import random_logs
 
 from diffctl.data import Trajectory
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="session")
