@@ -147,19 +147,19 @@ def test_returns_match_cpu() -> None:
         torch.testing.assert_close(b.cpu(), a, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("algo", ["ppo", "sac"])
+@pytest.mark.parametrize("algo", ["ppo", "sac", "td3", "ddpg"])
 def test_agents_train_on_cuda(algo: str) -> None:
     """A short run trains on the GPU: weights, history and actions live there and are finite."""
     import dataclasses
 
-    from diffctl.agents import evaluate, ppo, sac
+    from diffctl.agents import ddpg, evaluate, ppo, sac, td3
 
-    mod = {"ppo": ppo, "sac": sac}[algo]
+    mod = {"ppo": ppo, "sac": sac, "td3": td3, "ddpg": ddpg}[algo]
     cfg = mod.default_config("pendulum")
-    steps = {"ppo": 4 * cfg.num_envs * cfg.num_steps if algo == "ppo" else 0, "sac": 600}[algo]
-    cfg = dataclasses.replace(cfg, total_steps=steps)
-    if algo == "sac":
-        cfg = dataclasses.replace(cfg, learning_starts=200)
+    if algo == "ppo":
+        cfg = dataclasses.replace(cfg, total_steps=4 * cfg.num_envs * cfg.num_steps)
+    else:  # off-policy: the replay buffer, the lockstep VecEnv step and fused Adam on the GPU
+        cfg = dataclasses.replace(cfg, total_steps=600, learning_starts=200)
     result = mod.train("pendulum", cfg, seed=0, device=CUDA)
     params = list(result.agent.parameters())
     assert params and all(p.device.type == "cuda" and bool(p.isfinite().all()) for p in params)
@@ -186,3 +186,57 @@ def test_model_fit_on_cuda_matches_cpu_loss() -> None:
     cpu, gpu = losses
     assert gpu[-1] == pytest.approx(cpu[-1], rel=0.05)  # same data, seed and steps
     assert gpu[-1] < 0.1 * gpu[0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_ppo_rollout_and_update_on_cuda_match_cpu_without_host_sync(dtype: torch.dtype) -> None:
+    """PPO's hot path on the GPU: the rollout (one noise draw, the lockstep env step, frozen
+    normaliser) makes no host synchronisation, and the hand-derived minibatch update with the
+    fused Adam step and its gradient-norm clip gives the CPU's parameters from the same data."""
+    from diffctl.agents import ppo
+    from diffctl.agents.common import FlatAdam, collect_on_policy
+
+    cfg = ppo.default_config("pendulum")
+    runner = VecEnv(make("pendulum", device=CUDA), cfg.num_envs, seed=0, validate=False)
+    agent = ppo.make_agent(runner.spec, cfg, seed=0).to(CUDA)
+    gen = torch.Generator(device=CUDA).manual_seed(0)
+    obs = collect_on_policy(runner, agent, runner.reset(seed=0), 2, gen)[1]  # first-call set-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        batch, _ = collect_on_policy(runner, agent, obs, 300, gen)  # crosses a time limit
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert batch["truncated"].any() and batch["log_probs"].device.type == "cuda"
+
+    rows = cfg.minibatch_size
+    g = torch.Generator().manual_seed(1)
+    ac_cpu = ppo.make_agent(runner.spec, cfg, seed=0).actor.to(dtype)
+    data = [
+        (
+            torch.randn(rows, 3, generator=g, dtype=dtype),
+            torch.randn(rows, 1, generator=g, dtype=dtype),
+            *(torch.randn(rows, generator=g, dtype=dtype) for _ in range(4)),
+        )
+        for _ in range(5)
+    ]
+    flats = []
+    for dev in ("cpu", CUDA):
+        ac = ppo.make_agent(runner.spec, cfg, seed=0).actor.to(dtype).to(dev)
+        ac.load_state_dict(ac_cpu.state_dict())
+        opt = FlatAdam(ac.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        update = ppo.make_update(ac, opt, cfg)
+        assert type(update).__name__ == "_ManualGaussianUpdate"
+        out = [torch.empty(rows, dtype=dtype, device=dev) for _ in range(3)]
+        out.append(torch.empty((), dtype=dtype, device=dev))
+        for k, mb in enumerate([tuple(x.to(dev) for x in mb) for mb in data]):
+            if dev == CUDA and k == 1:
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+            try:
+                update(mb, tuple(out))
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        flats.append(opt.flat.cpu())
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(flats[1], flats[0], rtol=tol, atol=tol)
