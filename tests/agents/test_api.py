@@ -118,6 +118,16 @@ def test_tiny_run_history_act_save_load(algo: str, tmp_path) -> None:
         low, high = spec.action_bounds()
         assert ((a >= low) & (a <= high)).all()
     assert agent.act(obs[0], deterministic=True).shape == a.shape[1:]
+    # the loop may run under inference mode, but the agent it returns holds normal tensors: a
+    # gradient through the normaliser and the networks works afterwards
+    held = [*agent.parameters(), *agent.buffers()]
+    if agent.obs_normalizer is not None:
+        held += [agent.obs_normalizer.mean, agent.obs_normalizer.var]
+    assert not any(t.is_inference() for t in held)
+    o = obs.to(agent.action_dtype).requires_grad_()
+    h = agent.normalize_obs(o)
+    (grad,) = torch.autograd.grad(h.square().sum() + sum(p.sum() for p in agent.parameters()), o)
+    assert grad.isfinite().all() and grad.abs().sum() > 0
     path = tmp_path / "agent.pt"
     agent.save(path)
     loaded = load(path)
