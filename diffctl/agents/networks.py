@@ -616,8 +616,9 @@ class ManualActorCritic:
             torch.sum(g, 0, out=gb)
             torch.addmm(gb, x.T, g, beta=beta, alpha=alpha, out=gw)
         grad = self.hidden_grad
-        torch.mm(grad_pi, self.pi_weight.T, out=grad[0])
-        torch.mm(grad_v, self.v_weight.T, out=grad[1])
+        for g, w, out in ((grad_pi, self.pi_weight, grad[0]), (grad_v, self.v_weight, grad[1])):
+            # one output: an outer product, as a broadcast multiply (the same numbers, faster)
+            (torch.mul if w.shape[1] == 1 else torch.mm)(g, w.T, out=out)
         for i in range(len(self.weights) - 1, -1, -1):
             delta = self.act_backward(grad, self.inputs[i + 1])
             alpha, beta = self.alpha_beta[i]
