@@ -13,7 +13,8 @@ the critic are one stacked network (``networks.ActorCritic``): a minibatch updat
 one forward and backward pass. For Gaussian policies (tanh / relu nets) that pass is written by
 hand (``networks.ManualActorCritic`` and ``_ManualGaussianUpdate``: the loss's gradient derived
 analytically, without autograd, in a third of the ops); ``tests/agents/test_ppo_grad.py``
-checks it against autograd.
+checks it against autograd. The loop then runs under ``torch.inference_mode`` when ``train``
+built the env runner itself (the agent it returns keeps normal tensors).
 """
 
 from __future__ import annotations
