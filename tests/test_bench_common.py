@@ -55,3 +55,16 @@ def test_seed_arguments_refuse_a_non_positive_count(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["--seeds", "0"])
     assert "--seeds: expected a positive int, got 0" in capsys.readouterr().err
+
+
+def test_sac_bench_time_to_threshold_slides_by_one_episode():
+    from diffctl.bench.sac import _first_reach
+
+    # (end time, return): the mean of episodes 2-6 is the first of any 5 in a row >= -200;
+    # fixed chunks of 5 (episodes 0-4, 5-9) never reach it
+    returns = [-900, -600, -300, -150, -150, -150, -200, -900, -900, -100]
+    episodes = [(float(t), float(r)) for t, r in enumerate(returns)]
+    assert _first_reach(episodes, -200.0) == 6.0
+    assert _first_reach(episodes, -200.0, k=1) == 3.0
+    assert math.isnan(_first_reach(episodes, -50.0))
+    assert math.isnan(_first_reach(episodes[:4], -1000.0))  # fewer than k episodes
