@@ -584,7 +584,11 @@ class ManualActorCritic:
             self.act_ = torch.relu_
             self.act_backward = lambda g, h: torch.ops.aten.threshold_backward.default(g, h, 0)
         self.hidden_grad = torch.empty(2, rows, ac.pi_weight.shape[0], device=dev, dtype=dt)
+        # the views backward takes on every call, made once (each view costs an op)
+        self.head_weights_t = (self.pi_weight.T, self.v_weight.T)
+        self.hidden_grad_rows = self.hidden_grad.unbind()
         self.inputs: list[Tensor] = []
+        self.head_inputs: tuple[Tensor, ...] = ()
 
     def prepare(self) -> None:
         """Derive the weights of the forward pass from the current parameters."""
@@ -602,7 +606,7 @@ class ManualActorCritic:
         for w, b in zip(self.weights, self.biases):
             h = self.act_(torch.baddbmm(b, h, w))
             self.inputs.append(h)
-        h_pi, h_v = h.unbind()
+        h_pi, h_v = self.head_inputs = h.unbind()
         pi = torch.addmm(self.pi_bias, h_pi, self.pi_weight)
         return pi, torch.addmm(self.v_bias, h_v, self.v_weight)
 
@@ -610,15 +614,16 @@ class ManualActorCritic:
         """Write d loss / d parameters (all but ``log_std``) into their ``.grad``, from
         ``grad_pi [rows, out_dim]`` and ``grad_v [rows, 1]`` (d loss / d the outputs of the
         last ``forward``)."""
-        *hidden, h = self.inputs
+        hidden = self.inputs[:-1]
         alpha, beta = self.head_alpha_beta
-        for (gw, gb), g, x in ((self.grad_pi, grad_pi, h[0]), (self.grad_v, grad_v, h[1])):
+        grads = (grad_pi, grad_v)
+        for (gw, gb), g, x in zip((self.grad_pi, self.grad_v), grads, self.head_inputs):
             torch.sum(g, 0, out=gb)
             torch.addmm(gb, x.T, g, beta=beta, alpha=alpha, out=gw)
-        grad = self.hidden_grad
-        for g, w, out in ((grad_pi, self.pi_weight, grad[0]), (grad_v, self.v_weight, grad[1])):
+        for g, w_t, out in zip(grads, self.head_weights_t, self.hidden_grad_rows):
             # one output: an outer product, as a broadcast multiply (the same numbers, faster)
-            (torch.mul if w.shape[1] == 1 else torch.mm)(g, w.T, out=out)
+            (torch.mul if w_t.shape[0] == 1 else torch.mm)(g, w_t, out=out)
+        grad = self.hidden_grad
         for i in range(len(self.weights) - 1, -1, -1):
             delta = self.act_backward(grad, self.inputs[i + 1])
             alpha, beta = self.alpha_beta[i]
