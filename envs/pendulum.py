@@ -103,7 +103,10 @@ class Pendulum(Env):
         if cached is not None and cached[0] is g and cached[1] is m and cached[2] is l:
             if cached[3] == versions:
                 return cached[4]
-        k = self._make_constants()
+        # normal tensors even when first made under inference mode (which may use them): the
+        # env outlives that mode, and autograd cannot save an inference tensor for backward
+        with torch.inference_mode(False):
+            k = self._make_constants()
         self._cached_constants = (g, m, l, versions, k)
         return k
 

@@ -268,3 +268,20 @@ def test_pendulum_transition_follows_parameter_changes_and_carries_gradients():
     assert torch.equal(grad, expected) and grad.abs().sum() > 0
     with torch.inference_mode():
         check(make("pendulum"))  # parameters made in inference mode: no version counters
+
+
+def test_env_stepped_under_inference_mode_still_differentiates_afterwards():
+    # a trainer may run a user's env under inference mode; what the env keeps from then (the
+    # pendulum's constants) must not stop a later pass from saving tensors for backward
+    env = make("pendulum")
+    with torch.inference_mode():
+        venv = VecEnv(env, 4, seed=0, validate=False)
+        venv.reset()
+        for _ in range(3):
+            venv.step(torch.ones(4, 1))
+    venv = VecEnv(env, 4, seed=0)
+    venv.reset()
+    u = torch.full((4, 1), 0.5, requires_grad=True)
+    obs, r, *_ = venv.step(u)
+    (grad,) = torch.autograd.grad(r.sum() + obs.sum(), u)
+    assert grad.isfinite().all() and grad.abs().sum() > 0
