@@ -107,6 +107,10 @@ class Env:
     #: draws auto-reset start states inside its fused step with a counter-based RNG, and its
     #: eager step draws them (and their observations) for a block of steps ahead.
     reset_noise_dim: ClassVar[int] = 0
+    #: Whether stepping under ``torch.inference_mode`` costs no more than without it. False for
+    #: an env whose caches key on tensor version counters, which inference tensors lack (it
+    #: then recomputes instead); trainers run such an env outside inference mode.
+    fast_in_inference_mode: ClassVar[bool] = True
     spec: EnvSpec
 
     def __init__(

@@ -473,7 +473,11 @@ class _Cached:
         )
 
 
-def _cache(values: dict[str, Tensor], *keys: Tensor) -> _Cached:
+def _cache(values: dict[str, Tensor], *keys: Tensor) -> _Cached | None:
+    # inference tensors keep no version counter, so an in-place change would go unnoticed:
+    # nothing is cached for them (the lookups replay the step instead)
+    if any(k.is_inference() for k in keys):
+        return None
     return _Cached(keys, tuple(k._version for k in keys), values)
 
 
@@ -496,6 +500,10 @@ class BraxEnv(Env):
     Shapes: ``x [..., nx]`` with ``nx = nq + nqd`` (``+ nu`` for envs that observe the last
     action), ``u [..., nu]``, ``observe -> [..., obs_dim]``, ``reward``/``terminated -> [...]``.
     """
+
+    # one JAX call gives the next state, observation, reward and done; the others are looked up
+    # by the state's version counter, which inference tensors lack (they are replayed instead)
+    fast_in_inference_mode = False
 
     def __init__(
         self,

@@ -20,12 +20,12 @@ rule of ``Linear`` and ``ReLU``, written straight into the ``FlatAdam`` gradient
 is one ``lerp_``; ``FlatAdam`` takes each Adam step as one fused kernel.
 ``tests/agents/test_offpolicy_manual_grad.py`` checks every update against the same losses
 differentiated by autograd. The loop runs under ``torch.inference_mode`` (no autograd dispatch
-per op) when it built the env runner itself.
+per op) when it built the env runner itself and the env steps as fast there
+(``common.loop_mode``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -41,6 +41,7 @@ from diffctl.agents.common import (
     TrainResult,
     check_action_space,
     load_checkpoint,
+    loop_mode,
     restore_runner,
     runner_state,
     setup_runner,
@@ -440,10 +441,8 @@ def train_off_policy(
     counts: dict[str, int] = {}
     total = (cfg.total_steps // n) * n
     checked: bool | None = None  # the exploration phase whose buffer writes were checked
-    # The loop needs no autograd: under inference mode each op also skips autograd's dispatch
-    # (about 8% of a step here). A runner the caller passed in keeps normal tensors.
-    mode = torch.inference_mode() if runner is not env else contextlib.nullcontext()
-    with mode:
+    # the loop needs no autograd: inference mode where loop_mode allows it (about 8% of a step)
+    with loop_mode(runner, env):
         while step < total:
             if step < cfg.learning_starts:  # uniform random exploration
                 u = torch.rand(n, spec.act_dim, generator=gen, device=dev)

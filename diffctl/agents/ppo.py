@@ -14,12 +14,12 @@ one forward and backward pass. For Gaussian policies (tanh / relu nets) that pas
 hand (``networks.ManualActorCritic`` and ``_ManualGaussianUpdate``: the loss's gradient derived
 analytically, without autograd, in a third of the ops); ``tests/agents/test_ppo_grad.py``
 checks it against autograd. The loop then runs under ``torch.inference_mode`` when ``train``
-built the env runner itself (the agent it returns keeps normal tensors).
+built the env runner itself and the env steps as fast there (``common.loop_mode``); the agent
+it returns keeps normal tensors.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -38,6 +38,7 @@ from diffctl.agents.common import (
     check_action_space,
     collect_on_policy,
     load_checkpoint,
+    loop_mode,
     restore_runner,
     runner_state,
     seeded_init,
@@ -455,12 +456,9 @@ def train(
             "iteration": iteration,
         }
 
-    # The hand-derived update needs no autograd, nor does the rest of the loop then: under
-    # inference mode each op skips autograd's dispatch (about 8% of an update). A runner the
-    # caller passed in keeps normal tensors.
+    # the hand-derived update needs no autograd, nor does the rest of the loop then
     manual = isinstance(update, _ManualGaussianUpdate)
-    mode = torch.inference_mode() if manual and runner is not env else contextlib.nullcontext()
-    with mode:
+    with loop_mode(runner, env, needs_autograd=not manual):
         while iteration < num_iterations:
             iteration += 1
             if cfg.anneal_lr:  # linear decay to 0 over the run (CleanRL)

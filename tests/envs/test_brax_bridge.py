@@ -221,6 +221,25 @@ def test_vec_env_runs_and_terminates(env):
     assert stats["last_lengths"].max() < 30
 
 
+def test_vec_env_under_inference_mode_equals_normal_mode(env):
+    # inference tensors keep no version counter: nothing is cached for them, every lookup
+    # replays the step, with the same numbers
+    assert not env.fast_in_inference_mode
+    runs = []
+    for inference in (False, True):
+        venv = VecEnv(env, B, seed=0)
+        with torch.inference_mode(inference):
+            steps = [venv.reset()]
+            for _ in range(30):
+                obs, r, term, trunc, _ = venv.step(torch.ones(B, 1))
+                steps += [obs, r, term, trunc]
+        runs.append(steps)
+        assert steps[0].is_inference() == inference
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    assert any(t.any() for t in runs[0][3::4])  # poles fell: terminations and resets ran
+
+
 def test_roll_pitch_of_the_balance_task():
     mods = bb._modules()
     half = 0.2  # rotation of 0.4 rad about x: roll 0.4, pitch 0
