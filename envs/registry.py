@@ -50,7 +50,9 @@ def make(name: str, **overrides: Any) -> Env:
 
     ``overrides`` are physical parameters (``make("pendulum", m=1.3)``) or constructor
     options (``device=``, ``dtype=``, system-specific flags such as ``swing_up=True``).
-    ``"brax:<name>"`` builds a Brax system through the bridge (needs the ``[brax]`` extra).
+    ``"brax:<name>"`` builds a Brax system through the bridge (needs the ``[brax]`` extra);
+    ``"mujoco:<Task>-v5"`` one of gymnasium's MuJoCo tasks and ``"mjcf:<path.xml>"`` a user's
+    MuJoCo model, both on MuJoCo's C engine (need the ``[mujoco]`` extra).
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected a string, got {type(name).__name__}")
@@ -58,9 +60,18 @@ def make(name: str, **overrides: Any) -> Env:
         from .brax_bridge import make_brax  # optional dependency, imported on demand
 
         return make_brax(name[len("brax:") :], **overrides)
+    if name.startswith("mujoco:"):
+        from .mujoco_tasks import make_mujoco  # optional dependency, imported on demand
+
+        return make_mujoco(name[len("mujoco:") :], **overrides)
+    if name.startswith("mjcf:"):
+        from .mujoco_bridge import make_mjcf
+
+        return make_mjcf(name[len("mjcf:") :], **overrides)
     if name not in _REGISTRY:
         raise ValueError(
             f"name: unknown environment {name!r}; known: {', '.join(registered_names())}"
-            " (and 'brax:<name>' with the [brax] extra)"
+            " (and 'brax:<name>' with the [brax] extra, 'mujoco:<Task>-v5' and 'mjcf:<path.xml>'"
+            " with the [mujoco] extra)"
         )
     return _resolve(_REGISTRY[name])(**overrides)

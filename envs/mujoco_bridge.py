@@ -1,0 +1,492 @@
+"""MuJoCo models as pure, batched, differentiable diffctl environments (MuJoCo's C engine).
+
+``make("mjcf:<path.xml>", reward=...)`` wraps a user's MJCF model; ``make("mujoco:<Task>-v5")``
+(``mujoco_tasks``) builds gymnasium's MuJoCo tasks on the same class. Needs the ``mujoco``
+package (``pip install 'diffctl[mujoco]'``).
+
+* **State** ``x = [qpos, qvel, act, sensordata]``: MuJoCo's physics state (``mjSTATE_PHYSICS``:
+  positions, velocities, actuator activations, and the history and plugin state of models that
+  have them; the time is left out, it drives nothing here) followed by the model's sensor
+  readings as MuJoCo computed them during the step, i.e. at the start of the last substep.
+  The physics part makes one step a function of ``x``; the sensor part carries what gymnasium's
+  tasks read from ``mjData`` after a step, which MuJoCo computed before the last integration
+  (body and site positions, centres of mass): a task adds those quantities to the model as
+  sensors (``mjSpec``), so its reward and observation are functions of ``x`` and equal
+  gymnasium's. ``spec.extra["layout"]`` names the slices. The solver's warm start
+  (``qacc_warmstart``) is not in ``x``: every step starts it from zero (``mujoco.rollout``'s
+  default), which is what gymnasium does after ``set_state`` on a fresh ``mjData``; against a
+  chained gymnasium rollout that keeps its warm start, one step differs by ~1e-11 on the
+  humanoid (PGS solver) and ~1e-15 on the others (measured in ``tests/envs/test_mujoco.py``).
+  ``state_from(qpos, qvel)`` builds ``x`` from positions and velocities (sensors evaluated at
+  that state, as ``set_state`` + ``mj_forward`` leave them).
+* **Dynamics**: one batched ``mujoco.rollout`` call of ``frame_skip`` substeps with the action
+  held (``mjData.ctrl``; MuJoCo clamps it to the actuators' ``ctrlrange``), multi-threaded over
+  the batch in C (``nthread``, default ``torch.get_num_threads()``), never a Python loop.
+  Computation is in float64; a float32 env rounds its states and actions on the way in and out.
+* **Gradients**: ``dynamics`` is a ``torch.autograd.Function``. Its backward computes the
+  Jacobians ``dx'/dx`` and ``dx'/du`` by central finite differences of the same step: the
+  ``2 (n_phys + nu)`` perturbed copies of every row run as one batched rollout in C (this covers
+  the ``frame_skip`` substeps and any integrator in one pass, in ``x``'s own coordinates; the
+  per-substep ``mjd_transitionFD`` would need a Python loop over rows and substeps and a map
+  from MuJoCo's tangent space). Jacobians are computed only when a gradient is asked for
+  (``jacobians`` returns them directly). Columns of the sensor part are zero: the physics does
+  not read it. Physical parameters in ``env.params`` get finite-difference gradients the same
+  way, one perturbed model per element that requires grad.
+* **Physical parameters** ``env.params``: ``body_mass [nbody]``, ``dof_damping [nv]``,
+  ``actuator_gear [nu]`` (the first gear component: the transmission's scale) and
+  ``geom_friction [ngeom]`` (sliding friction), written into the model before every step, so
+  ``env.replace(body_mass=m)`` or a ``GreyBoxModel`` changes the simulated system.
+* **Time**: ``spec.dt = opt.timestep * frame_skip``; ``spec.max_steps = 1000``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .base import Env, EnvSpec
+
+__all__ = ["MujocoEnv", "MujocoSim", "make_mjcf", "INSTALL_HINT", "PARAMS"]
+
+INSTALL_HINT = "pip install 'diffctl[mujoco]'"
+MAX_STEPS = 1000
+
+#: Physical parameters exposed in ``env.params``: name -> (read from a model, write to a model).
+PARAMS: dict[str, tuple[Callable[[Any], np.ndarray], Callable[[Any, np.ndarray], None]]] = {
+    "body_mass": (lambda m: m.body_mass, lambda m, v: m.body_mass.__setitem__(slice(None), v)),
+    "dof_damping": (
+        lambda m: m.dof_damping,
+        lambda m, v: m.dof_damping.__setitem__(slice(None), v),
+    ),
+    "actuator_gear": (
+        lambda m: m.actuator_gear[:, 0],
+        lambda m, v: m.actuator_gear.__setitem__((slice(None), 0), v),
+    ),
+    "geom_friction": (
+        lambda m: m.geom_friction[:, 0],
+        lambda m, v: m.geom_friction.__setitem__((slice(None), 0), v),
+    ),
+}
+
+
+def _import_mujoco() -> Any:
+    try:
+        import mujoco
+        from mujoco import rollout  # noqa: F401
+    except ImportError as e:  # pragma: no cover - exercised without the extra
+        raise ImportError(f"MuJoCo environments need the mujoco package: {INSTALL_HINT}") from e
+    return mujoco
+
+
+_POOLS: dict[int, Any] = {}
+
+
+def _pool(nthread: int) -> Any:
+    """One persistent ``mujoco.rollout.Rollout`` thread pool per thread count, shared."""
+    if nthread not in _POOLS:
+        from mujoco import rollout
+
+        _POOLS[nthread] = rollout.Rollout(nthread=nthread)
+    return _POOLS[nthread]
+
+
+class MujocoSim:
+    """A compiled MuJoCo model and the batched C calls on it (states as float64 numpy).
+
+    Args:
+        model: a compiled ``mujoco.MjModel``.
+        frame_skip: substeps per step, the action held.
+        nthread: threads of the rollout pool.
+    """
+
+    def __init__(self, model: Any, frame_skip: int, nthread: int) -> None:
+        mujoco = _import_mujoco()
+        self.mujoco = mujoco
+        self.model = model
+        self.frame_skip = frame_skip
+        self.nthread = nthread
+        self.datas = [mujoco.MjData(model) for _ in range(nthread)]
+        self.nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        self.nphys = self.nstate - 1  # the full physics state less the time
+        self.nsensor = model.nsensordata
+        self.nx = self.nphys + self.nsensor
+        self.nu = model.nu
+        self._sense_model = self._sensing_copy(model)
+        # RK4's last stage leaves mjData's positions near the step's end state; read sensors there
+        self.sense_at_end = model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+
+    def write_params(self, values: Mapping[str, np.ndarray]) -> None:
+        """Write physical parameters into this sim's model (and its sensing copy)."""
+        for model in (self.model, self._sense_model):
+            for name, v in values.items():
+                PARAMS[name][1](model, v)
+
+    def _sensing_copy(self, model: Any) -> Any:
+        """``model`` with the Euler integrator: a one-substep rollout of it evaluates the
+        sensors at its start state with one forward pass (RK4 would take four)."""
+        m = copy.copy(model)
+        m.opt.integrator = self.mujoco.mjtIntegrator.mjINT_EULER
+        return m
+
+    def rollout(
+        self, x: np.ndarray, u: np.ndarray, nstep: int, models: Sequence[Any] | Any | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``nstep`` substeps from the physics part of ``x [R, >= nphys]`` with ``u [R, nu]``
+        held; returns the physics states ``[R, nphys]`` and the sensor readings ``[R, nsensor]``
+        computed at the start of the last substep."""
+        r = x.shape[0]
+        state0 = np.zeros((r, self.nstate))
+        state0[:, 1:] = x[:, : self.nphys]
+        ctrl = np.ascontiguousarray(u.reshape(r, 1, self.nu))
+        model = self.model if models is None else models
+        state, sensordata = _pool(self.nthread).rollout(
+            model, self.datas, state0, ctrl, nstep=nstep
+        )
+        return state[:, -1, 1:], sensordata[:, -1]
+
+    def step(self, x: np.ndarray, u: np.ndarray, models: Sequence[Any] | None = None) -> np.ndarray:
+        """``x' [R, nx]`` of one step (``frame_skip`` substeps)."""
+        phys, sens = self.rollout(x, u, self.frame_skip, models)
+        if self.sense_at_end:
+            sensing = None
+            if models is not None:  # one sensing copy per distinct model
+                copies: dict[int, Any] = {}
+                for m in models:
+                    if id(m) not in copies:
+                        copies[id(m)] = self._sensing_copy(m)
+                sensing = [copies[id(m)] for m in models]
+            sens = self.sense(phys, u, sensing)
+        return np.concatenate([phys, sens], axis=1)
+
+    def sense(
+        self, phys: np.ndarray, u: np.ndarray | None = None, models: Sequence[Any] | None = None
+    ) -> np.ndarray:
+        """Sensor readings ``[R, nsensor]`` at physics states ``phys [R, nphys]`` under
+        controls ``u`` (default zero), as ``mj_forward`` leaves them."""
+        if self.nsensor == 0:
+            return np.zeros((phys.shape[0], 0))
+        if u is None:
+            u = np.zeros((phys.shape[0], self.nu))
+        return self.rollout(phys, u, 1, self._sense_model if models is None else models)[1]
+
+    def jacobians(self, x: np.ndarray, u: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(dx'/dx [B, nx, nx], dx'/du [B, nx, nu])`` by central differences, all
+        ``2 (nphys + nu)`` perturbed rows of every example in one rollout."""
+        b, n = x.shape[0], self.nphys + self.nu
+        z = np.concatenate([x[:, : self.nphys], u], axis=1)  # [B, n]
+        d = np.concatenate([np.eye(n), -np.eye(n)]) * eps  # [2n, n]
+        zp = (z[:, None, :] + d[None]).reshape(b * 2 * n, n)
+        out = self.step(zp[:, : self.nphys], zp[:, self.nphys :]).reshape(b, 2, n, self.nx)
+        jac = ((out[:, 0] - out[:, 1]) / (2 * eps)).transpose(0, 2, 1)  # [B, nx, n]
+        jx = np.zeros((b, self.nx, self.nx))
+        jx[:, :, : self.nphys] = jac[:, :, : self.nphys]
+        return jx, jac[:, :, self.nphys :]
+
+    def param_jacobian(
+        self, x: np.ndarray, u: np.ndarray, name: str, values: np.ndarray, eps: float
+    ) -> np.ndarray:
+        """``dx'/dp [B, nx, P]`` of parameter ``name`` (current ``values [P]``) by central
+        differences: one perturbed model per element and sign, all rows in one rollout."""
+        b, p = x.shape[0], values.size
+        models = []
+        for sign in (1.0, -1.0):
+            for j in range(p):
+                m = copy.copy(self.model)
+                v = values.copy()
+                v[j] += sign * eps * max(1.0, abs(v[j]))
+                PARAMS[name][1](m, v)
+                models.append(m)
+        xs = np.tile(x, (2 * p, 1))
+        us = np.tile(u, (2 * p, 1))
+        out = self.step(xs, us, [m for m in models for _ in range(b)]).reshape(2, p, b, self.nx)
+        h = (2 * eps * np.maximum(1.0, np.abs(values)))[:, None, None]
+        return ((out[0] - out[1]) / h).transpose(1, 2, 0)  # [B, nx, P]
+
+
+class _Step(torch.autograd.Function):
+    """``x' = f(x, u; params)`` through MuJoCo, with finite-difference Jacobians."""
+
+    @staticmethod
+    def forward(ctx: Any, env: MujocoEnv, x: Tensor, u: Tensor, *params: Tensor) -> Tensor:
+        x64 = x.detach().to("cpu", torch.float64).numpy()
+        u64 = u.detach().to("cpu", torch.float64).numpy()
+        if not np.isfinite(x64).all():
+            raise ValueError("x: state contains NaN or inf")
+        if not np.isfinite(u64).all():
+            raise ValueError("u: action contains NaN or inf")
+        values = env._param_values()
+        env.sim.write_params(values)
+        out = torch.from_numpy(env.sim.step(x64, u64)).to(device=x.device, dtype=x.dtype)
+        ctx.env, ctx.x64, ctx.u64, ctx.values = env, x64, u64, values
+        ctx.device, ctx.dtype = x.device, x.dtype
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        env, sim = ctx.env, ctx.env.sim
+        g = grad.detach().to("cpu", torch.float64).numpy()  # [B, nx]
+        sim.write_params(ctx.values)
+        gx = gu = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            jx, ju = sim.jacobians(ctx.x64, ctx.u64, env.fd_eps)
+            gx = torch.from_numpy(np.einsum("bi,bij->bj", g, jx))
+            gu = torch.from_numpy(np.einsum("bi,bij->bj", g, ju))
+            gx, gu = (t.to(device=ctx.device, dtype=ctx.dtype) for t in (gx, gu))
+        gparams: list[Tensor | None] = []
+        for k, name in enumerate(env.param_names):
+            if not ctx.needs_input_grad[3 + k]:
+                gparams.append(None)
+                continue
+            jp = sim.param_jacobian(ctx.x64, ctx.u64, name, ctx.values[name], env.fd_eps)
+            gp = torch.from_numpy(np.einsum("bi,bij->j", g, jp))
+            gparams.append(gp.to(device=ctx.device, dtype=env.params[name].dtype))
+        sim.write_params(ctx.values)
+        return (None, gx, gu, *gparams)
+
+
+def _load_model(source: str | os.PathLike[str], add_sensors: Callable[[Any], None] | None) -> Any:
+    """Compile an MJCF file (with ``add_sensors(spec)`` applied first); MuJoCo's parse errors
+    are re-raised as ``ValueError`` naming the file."""
+    mujoco = _import_mujoco()
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: MJCF file {path!r} does not exist")
+    try:
+        spec = mujoco.MjSpec.from_file(path)
+        if add_sensors is not None:
+            add_sensors(spec)
+        return spec.compile()
+    except ValueError as e:
+        raise ValueError(f"path: MuJoCo cannot load {path!r}: {e}") from e
+
+
+class MujocoEnv(Env):
+    """A MuJoCo model as a pure, batched, differentiable env (see the module docstring).
+
+    Args:
+        model: path of an MJCF file, or a compiled ``mujoco.MjModel``.
+        reward: ``r(x, u, x_next) -> [...]`` in torch; ``None`` gives a zero reward (a task
+            subclass overrides ``_reward`` instead).
+        terminated: ``d(x) -> bool [...]``; ``None``: never terminates.
+        observe: ``o(x) -> [..., obs_dim]``; ``None``: ``[qpos, qvel]``.
+        frame_skip: substeps per step (default: the count nearest 20 ms, at least 1).
+        reset_noise_scale: start states are ``qpos0 + U(-s, s)``, ``qvel U(-s, s)``.
+        nthread: rollout threads (default ``torch.get_num_threads()``).
+        fd_eps: finite-difference step of the Jacobians.
+        max_steps: episode time limit of ``VecEnv``.
+        add_sensors: ``f(mujoco.MjSpec)`` adding sensors before compiling (a path only).
+        params: initial physical parameters (see module docstring).
+        name: ``spec.name``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+        terminated: Callable[[Tensor], Tensor] | None = None,
+        observe: Callable[[Tensor], Tensor] | None = None,
+        frame_skip: int | None = None,
+        reset_noise_scale: float = 0.1,
+        nthread: int | None = None,
+        fd_eps: float = 1e-6,
+        max_steps: int = MAX_STEPS,
+        add_sensors: Callable[[Any], None] | None = None,
+        params: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        mujoco = _import_mujoco()
+        if isinstance(model, mujoco.MjModel):
+            if add_sensors is not None:
+                raise ValueError("add_sensors: needs an MJCF path, not a compiled model")
+            model = copy.copy(model)
+        elif isinstance(model, str | os.PathLike):
+            model = _load_model(model, add_sensors)
+        else:
+            raise TypeError(f"model: expected an MJCF path or mujoco.MjModel, got {type(model)}")
+        if frame_skip is None:
+            frame_skip = max(1, round(0.02 / float(model.opt.timestep)))
+        if isinstance(frame_skip, bool) or not isinstance(frame_skip, int) or frame_skip < 1:
+            raise ValueError(f"frame_skip: expected a positive int, got {frame_skip!r}")
+        if nthread is None:
+            nthread = torch.get_num_threads()
+        if isinstance(nthread, bool) or not isinstance(nthread, int) or nthread < 1:
+            raise ValueError(f"nthread: expected a positive int, got {nthread!r}")
+        if not (isinstance(fd_eps, float | int) and 0 < fd_eps < 1):
+            raise ValueError(f"fd_eps: expected a number in (0, 1), got {fd_eps!r}")
+        if not (isinstance(reset_noise_scale, float | int) and reset_noise_scale >= 0):
+            raise ValueError(
+                f"reset_noise_scale: expected a number >= 0, got {reset_noise_scale!r}"
+            )
+        for arg, fn in (("reward", reward), ("terminated", terminated), ("observe", observe)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{arg}: expected a callable, got {type(fn).__name__}")
+        self.sim = MujocoSim(model, frame_skip, nthread)
+        self.fd_eps = float(fd_eps)
+        self.reset_noise_scale = float(reset_noise_scale)
+        self._reward_fn, self._terminated_fn, self._observe_fn = reward, terminated, observe
+        self.param_names = tuple(PARAMS)
+        defaults = {k: np.array(get(model), dtype=np.float64) for k, (get, _) in PARAMS.items()}
+        self.default_params = {k: v.tolist() for k, v in defaults.items()}
+        super().__init__(params, device=device, dtype=dtype)
+        m = model
+        nq, nv, na = m.nq, m.nv, m.na
+        sim = self.sim
+        self.layout = {
+            "qpos": slice(0, nq),
+            "qvel": slice(nq, nq + nv),
+            "act": slice(nq + nv, nq + nv + na),
+            "physics": slice(0, sim.nphys),
+            "sensordata": slice(sim.nphys, sim.nx),
+        }
+        ctrl_low, ctrl_high = self._control_range()
+        self.spec = EnvSpec(
+            name=name or "mjcf:model",
+            state_dim=sim.nx,
+            obs_dim=self._obs_dim(),
+            act_dim=m.nu,
+            action_low=ctrl_low,
+            action_high=ctrl_high,
+            dt=float(m.opt.timestep) * frame_skip,
+            max_steps=max_steps,
+            extra={"layout": self.layout, "frame_skip": frame_skip},
+        )
+
+    # ------------------------------------------------------------------ model facts
+    @property
+    def model(self) -> Any:
+        """The compiled ``mujoco.MjModel`` (its parameters are ``env.params``'s at each step)."""
+        return self.sim.model
+
+    def _control_range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        m = self.model
+        low, high = [], []
+        for i in range(m.nu):
+            if m.actuator_ctrllimited[i]:
+                low.append(float(m.actuator_ctrlrange[i, 0]))
+                high.append(float(m.actuator_ctrlrange[i, 1]))
+            else:
+                low.append(-float("inf"))
+                high.append(float("inf"))
+        return tuple(low), tuple(high)
+
+    def _obs_dim(self) -> int:
+        if self._observe_fn is None:
+            return self.model.nq + self.model.nv
+        probe = torch.zeros(1, self.sim.nx, dtype=self.dtype, device=self.device)
+        return int(self._observe_fn(probe).shape[-1])
+
+    def _param_values(self) -> dict[str, np.ndarray]:
+        return {k: self.params[k].detach().to("cpu", torch.float64).numpy() for k in PARAMS}
+
+    def _set_params(self, params: Mapping[str, Any]) -> None:
+        super()._set_params(params)
+        for name in params:
+            if name != "actuator_gear" and (self.params[name].detach() < 0).any():
+                raise ValueError(f"{name}: must be >= 0 everywhere")
+
+    # ------------------------------------------------------------------ states
+    def qpos(self, x: Tensor) -> Tensor:
+        """Joint positions ``[..., nq]`` of states ``x``."""
+        return x[..., self.layout["qpos"]]
+
+    def qvel(self, x: Tensor) -> Tensor:
+        """Joint velocities ``[..., nv]`` of states ``x``."""
+        return x[..., self.layout["qvel"]]
+
+    def sensor(self, x: Tensor, name: str) -> Tensor:
+        """The readings ``[..., dim]`` of the sensor ``name`` carried in ``x``."""
+        try:
+            s = self.model.sensor(name)
+        except KeyError as e:
+            raise ValueError(f"name: the model has no sensor {name!r}") from e
+        start = self.layout["sensordata"].start + int(s.adr[0])
+        return x[..., start : start + int(s.dim[0])]
+
+    def state_from(self, qpos: Tensor, qvel: Tensor, act: Tensor | None = None) -> Tensor:
+        """States ``[B, nx]`` from positions ``[B, nq]`` and velocities ``[B, nv]`` (and
+        activations), with the sensors evaluated there: gymnasium's ``set_state``."""
+        m = self.model
+        qpos, qvel = torch.atleast_2d(qpos), torch.atleast_2d(qvel)
+        if qpos.shape[-1] != m.nq or qvel.shape[-1] != m.nv or qpos.shape[0] != qvel.shape[0]:
+            raise ValueError(
+                f"qpos, qvel: expected shapes [B, {m.nq}] and [B, {m.nv}], got "
+                f"{tuple(qpos.shape)} and {tuple(qvel.shape)}"
+            )
+        b = qpos.shape[0]
+        phys = torch.zeros(b, self.sim.nphys, dtype=torch.float64)
+        phys[:, : m.nq] = qpos.detach().to("cpu", torch.float64)
+        phys[:, m.nq : m.nq + m.nv] = qvel.detach().to("cpu", torch.float64)
+        if act is not None:
+            phys[:, self.layout["act"]] = torch.atleast_2d(act).detach().to("cpu", torch.float64)
+        return self._with_sensors(phys.numpy())
+
+    def _with_sensors(self, phys: np.ndarray) -> Tensor:
+        self.sim.write_params(self._param_values())
+        x = np.concatenate([phys, self.sim.sense(phys)], axis=1)
+        return torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ Env protocol
+    @property
+    def reset_noise_dim(self) -> int:  # type: ignore[override]
+        return self.model.nq + self.model.nv
+
+    def _initial_state_from_uniform(self, u: Tensor) -> Tensor:
+        m, s = self.model, self.reset_noise_scale
+        qpos0 = torch.as_tensor(m.qpos0, dtype=u.dtype, device=u.device)
+        qpos = qpos0 + s * (2 * u[:, : m.nq] - 1)
+        qvel = s * (2 * u[:, m.nq :] - 1)
+        return self.state_from(qpos, qvel)
+
+    def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
+        batch = x.shape[:-1]
+        params = [self.params[k] for k in self.param_names]
+        flat = _Step.apply(self, x.reshape(-1, x.shape[-1]), u.reshape(-1, u.shape[-1]), *params)
+        return flat.reshape(*batch, x.shape[-1])
+
+    def jacobians(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """``(dx'/dx [B, nx, nx], dx'/du [B, nx, nu])`` by central finite differences."""
+        self._check_state(x)
+        self._check_action(u, x.shape[:-1])
+        x2, u2 = x.reshape(-1, x.shape[-1]), u.reshape(-1, u.shape[-1])
+        self.sim.write_params(self._param_values())
+        jx, ju = self.sim.jacobians(
+            x2.detach().to("cpu", torch.float64).numpy(),
+            u2.detach().to("cpu", torch.float64).numpy(),
+            self.fd_eps,
+        )
+        return (
+            torch.from_numpy(jx).to(device=self.device, dtype=self.dtype),
+            torch.from_numpy(ju).to(device=self.device, dtype=self.dtype),
+        )
+
+    def _reward(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
+        if self._reward_fn is None:
+            return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+        return self._reward_fn(x, u, x_next)
+
+    def _observe(self, x: Tensor) -> Tensor:
+        if self._observe_fn is None:
+            return x[..., : self.model.nq + self.model.nv]
+        return self._observe_fn(x)
+
+    def _terminated(self, x: Tensor) -> Tensor:
+        if self._terminated_fn is None:
+            return torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+        return self._terminated_fn(x)
+
+
+def make_mjcf(path: str, **kwargs: Any) -> MujocoEnv:
+    """``make("mjcf:<path.xml>", reward=..., ...)``: a user's MJCF model as an env."""
+    params = {k: kwargs.pop(k) for k in list(kwargs) if k in PARAMS}
+    return MujocoEnv(path, params=params or None, name=f"mjcf:{path}", **kwargs)
