@@ -32,10 +32,12 @@ package (``pip install 'diffctl[mujoco]'``).
   (``jacobians`` returns them directly). Columns of the sensor part are zero: the physics does
   not read it. Physical parameters in ``env.params`` get finite-difference gradients the same
   way, one perturbed model per element that requires grad.
-* **Physical parameters** ``env.params``: ``body_mass [nbody]``, ``dof_damping [nv]``,
-  ``actuator_gear [nu]`` (the first gear component: the transmission's scale) and
-  ``geom_friction [ngeom]`` (sliding friction), written into the model before every step, so
-  ``env.replace(body_mass=m)`` or a ``GreyBoxModel`` changes the simulated system.
+* **Physical parameters** ``env.params``: one scalar tensor per element, named by the model's
+  names: ``body_mass:<body>``, ``dof_damping:<joint>``, ``actuator_gear:<actuator>`` (the first
+  gear component: the transmission's scale) and ``geom_friction:<geom>`` (sliding friction);
+  written into the model before every step, so ``env.replace(**{"body_mass:torso": 7.0})`` or
+  a ``GreyBoxModel`` over some of them changes the simulated system. Only the elements that
+  require grad get finite-difference gradients (two perturbed models each).
 * **Time**: ``spec.dt = opt.timestep * frame_skip``; ``spec.max_steps = 1000``.
 """
 
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -53,13 +56,13 @@ from torch.autograd.function import once_differentiable
 
 from .base import Env, EnvSpec
 
-__all__ = ["MujocoEnv", "MujocoSim", "make_mjcf", "INSTALL_HINT", "PARAMS"]
+__all__ = ["MujocoEnv", "MujocoSim", "make_mjcf", "param_elements", "INSTALL_HINT", "FIELDS"]
 
 INSTALL_HINT = "pip install 'diffctl[mujoco]'"
 MAX_STEPS = 1000
 
-#: Physical parameters exposed in ``env.params``: name -> (read from a model, write to a model).
-PARAMS: dict[str, tuple[Callable[[Any], np.ndarray], Callable[[Any, np.ndarray], None]]] = {
+#: Model fields whose elements are physical parameters: name -> (read a model's, write one).
+FIELDS: dict[str, tuple[Callable[[Any], np.ndarray], Callable[[Any, np.ndarray], None]]] = {
     "body_mass": (lambda m: m.body_mass, lambda m, v: m.body_mass.__setitem__(slice(None), v)),
     "dof_damping": (
         lambda m: m.dof_damping,
@@ -74,6 +77,33 @@ PARAMS: dict[str, tuple[Callable[[Any], np.ndarray], Callable[[Any, np.ndarray],
         lambda m, v: m.geom_friction.__setitem__((slice(None), 0), v),
     ),
 }
+
+
+def param_elements(model: Any) -> list[tuple[str, str, int]]:
+    """``(name, field, index)`` of every physical parameter of ``model``: ``body_mass:<body>``
+    (the world body left out), ``dof_damping:<joint>`` (``<joint>:<k>`` for the ``k``-th dof
+    of a free or ball joint), ``actuator_gear:<actuator>``, ``geom_friction:<geom>``; an
+    unnamed element is named by its index."""
+
+    def label(obj: Any, i: int) -> str:
+        return obj.name or str(i)
+
+    out = [(f"body_mass:{label(model.body(i), i)}", "body_mass", i) for i in range(1, model.nbody)]
+    ndof = np.bincount(model.dof_jntid, minlength=model.njnt)
+    for i in range(model.nv):
+        j = int(model.dof_jntid[i])
+        name = f"dof_damping:{label(model.joint(j), j)}"
+        out.append(
+            (name + (f":{i - model.jnt_dofadr[j]}" if ndof[j] > 1 else ""), "dof_damping", i)
+        )
+    out += [
+        (f"actuator_gear:{label(model.actuator(i), i)}", "actuator_gear", i)
+        for i in range(model.nu)
+    ]
+    out += [
+        (f"geom_friction:{label(model.geom(i), i)}", "geom_friction", i) for i in range(model.ngeom)
+    ]
+    return out
 
 
 def _import_mujoco() -> Any:
@@ -123,10 +153,11 @@ class MujocoSim:
         self.sense_at_end = model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
 
     def write_params(self, values: Mapping[str, np.ndarray]) -> None:
-        """Write physical parameters into this sim's model (and its sensing copy)."""
+        """Write physical parameters (field -> full array) into this sim's model (and its
+        sensing copy)."""
         for model in (self.model, self._sense_model):
-            for name, v in values.items():
-                PARAMS[name][1](model, v)
+            for field, v in values.items():
+                FIELDS[field][1](model, v)
 
     def _sensing_copy(self, model: Any) -> Any:
         """``model`` with the Euler integrator: a one-substep rollout of it evaluates the
@@ -189,25 +220,34 @@ class MujocoSim:
         jx[:, :, : self.nphys] = jac[:, :, : self.nphys]
         return jx, jac[:, :, self.nphys :]
 
-    def param_jacobian(
-        self, x: np.ndarray, u: np.ndarray, name: str, values: np.ndarray, eps: float
+    def param_jacobians(
+        self,
+        x: np.ndarray,
+        u: np.ndarray,
+        values: Mapping[str, np.ndarray],
+        elements: Sequence[tuple[str, int]],
+        eps: float,
     ) -> np.ndarray:
-        """``dx'/dp [B, nx, P]`` of parameter ``name`` (current ``values [P]``) by central
-        differences: one perturbed model per element and sign, all rows in one rollout."""
-        b, p = x.shape[0], values.size
-        models = []
+        """``dx'/dp [B, nx, P]`` of the parameters ``elements`` (``(field, index)``; current
+        ``values``: field -> array) by central differences, with the step scaled to each
+        value: one perturbed model per element and sign, all rows in one rollout."""
+        b, p = x.shape[0], len(elements)
+        models, steps = [], []
         for sign in (1.0, -1.0):
-            for j in range(p):
+            for field, i in elements:
                 m = copy.copy(self.model)
-                v = values.copy()
-                v[j] += sign * eps * max(1.0, abs(v[j]))
-                PARAMS[name][1](m, v)
+                v = np.array(values[field], dtype=np.float64)
+                h = eps * max(1.0, abs(v[i]))
+                v[i] += sign * h
+                FIELDS[field][1](m, v)
                 models.append(m)
-        xs = np.tile(x, (2 * p, 1))
-        us = np.tile(u, (2 * p, 1))
-        out = self.step(xs, us, [m for m in models for _ in range(b)]).reshape(2, p, b, self.nx)
-        h = (2 * eps * np.maximum(1.0, np.abs(values)))[:, None, None]
-        return ((out[0] - out[1]) / h).transpose(1, 2, 0)  # [B, nx, P]
+                steps.append(h)
+        out = self.step(
+            np.tile(x, (2 * p, 1)), np.tile(u, (2 * p, 1)), [m for m in models for _ in range(b)]
+        )
+        out = out.reshape(2, p, b, self.nx)
+        h = np.asarray(steps[:p])[:, None, None]
+        return ((out[0] - out[1]) / (2 * h)).transpose(1, 2, 0)
 
 
 class _Step(torch.autograd.Function):
@@ -240,16 +280,35 @@ class _Step(torch.autograd.Function):
             gx = torch.from_numpy(np.einsum("bi,bij->bj", g, jx))
             gu = torch.from_numpy(np.einsum("bi,bij->bj", g, ju))
             gx, gu = (t.to(device=ctx.device, dtype=ctx.dtype) for t in (gx, gu))
-        gparams: list[Tensor | None] = []
-        for k, name in enumerate(env.param_names):
-            if not ctx.needs_input_grad[3 + k]:
-                gparams.append(None)
-                continue
-            jp = sim.param_jacobian(ctx.x64, ctx.u64, name, ctx.values[name], env.fd_eps)
-            gp = torch.from_numpy(np.einsum("bi,bij->j", g, jp))
-            gparams.append(gp.to(device=ctx.device, dtype=env.params[name].dtype))
+        wanted = [k for k in range(len(env.param_elements)) if ctx.needs_input_grad[3 + k]]
+        gparams: list[Tensor | None] = [None] * len(env.param_elements)
+        if wanted:
+            elements = [env.param_elements[k][1:] for k in wanted]
+            jp = sim.param_jacobians(ctx.x64, ctx.u64, ctx.values, elements, env.fd_eps)
+            gp = np.einsum("bi,bij->j", g, jp)
+            for k, v in zip(wanted, gp.tolist()):
+                gparams[k] = torch.tensor(v, device=ctx.device, dtype=env.dtype)
         sim.write_params(ctx.values)
         return (None, gx, gu, *gparams)
+
+
+def _compile_quietly(mujoco: Any, spec: Any) -> Any:
+    """``spec.compile()`` with MuJoCo's deprecation notice on ``settotalmass`` (in gymnasium's
+    humanoid and half-cheetah files) dropped instead of written to ``MUJOCO_LOG.TXT``; other
+    warnings become Python warnings."""
+
+    def notice(msg: str) -> None:
+        if "settotalmass" not in msg:
+            warnings.warn(f"MuJoCo: {msg}", stacklevel=3)
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(notice)
+    try:
+        with warnings.catch_warnings():  # the bindings repeat the notice as a UserWarning
+            warnings.filterwarnings("ignore", "compiler attribute 'settotalmass'")
+            return spec.compile()
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def _load_model(source: str | os.PathLike[str], add_sensors: Callable[[Any], None] | None) -> Any:
@@ -263,7 +322,7 @@ def _load_model(source: str | os.PathLike[str], add_sensors: Callable[[Any], Non
         spec = mujoco.MjSpec.from_file(path)
         if add_sensors is not None:
             add_sensors(spec)
-        return spec.compile()
+        return _compile_quietly(mujoco, spec)
     except ValueError as e:
         raise ValueError(f"path: MuJoCo cannot load {path!r}: {e}") from e
 
@@ -335,9 +394,9 @@ class MujocoEnv(Env):
         self.fd_eps = float(fd_eps)
         self.reset_noise_scale = float(reset_noise_scale)
         self._reward_fn, self._terminated_fn, self._observe_fn = reward, terminated, observe
-        self.param_names = tuple(PARAMS)
-        defaults = {k: np.array(get(model), dtype=np.float64) for k, (get, _) in PARAMS.items()}
-        self.default_params = {k: v.tolist() for k, v in defaults.items()}
+        self.param_elements = param_elements(model)
+        self._fields = {k: np.array(get(model), dtype=np.float64) for k, (get, _) in FIELDS.items()}
+        self.default_params = {n: float(self._fields[f][i]) for n, f, i in self.param_elements}
         super().__init__(params, device=device, dtype=dtype)
         m = model
         nq, nv, na = m.nq, m.nv, m.na
@@ -387,13 +446,18 @@ class MujocoEnv(Env):
         return int(self._observe_fn(probe).shape[-1])
 
     def _param_values(self) -> dict[str, np.ndarray]:
-        return {k: self.params[k].detach().to("cpu", torch.float64).numpy() for k in PARAMS}
+        """The parameters as full model fields (field -> array)."""
+        fields = {k: v.copy() for k, v in self._fields.items()}
+        current = torch.stack([self.params[n].detach() for n, _, _ in self.param_elements])
+        for (_, field, i), v in zip(self.param_elements, current.tolist()):
+            fields[field][i] = v
+        return fields
 
     def _set_params(self, params: Mapping[str, Any]) -> None:
         super()._set_params(params)
         for name in params:
-            if name != "actuator_gear" and (self.params[name].detach() < 0).any():
-                raise ValueError(f"{name}: must be >= 0 everywhere")
+            if not name.startswith("actuator_gear:") and float(self.params[name].detach()) < 0:
+                raise ValueError(f"{name}: must be >= 0, got {float(self.params[name])}")
 
     # ------------------------------------------------------------------ states
     def qpos(self, x: Tensor) -> Tensor:
@@ -450,7 +514,7 @@ class MujocoEnv(Env):
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
         batch = x.shape[:-1]
-        params = [self.params[k] for k in self.param_names]
+        params = [self.params[n] for n, _, _ in self.param_elements]
         flat = _Step.apply(self, x.reshape(-1, x.shape[-1]), u.reshape(-1, u.shape[-1]), *params)
         return flat.reshape(*batch, x.shape[-1])
 
@@ -488,5 +552,5 @@ class MujocoEnv(Env):
 
 def make_mjcf(path: str, **kwargs: Any) -> MujocoEnv:
     """``make("mjcf:<path.xml>", reward=..., ...)``: a user's MJCF model as an env."""
-    params = {k: kwargs.pop(k) for k in list(kwargs) if k in PARAMS}
+    params = {k: kwargs.pop(k) for k in list(kwargs) if ":" in k}
     return MujocoEnv(path, params=params or None, name=f"mjcf:{path}", **kwargs)
