@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffctl.data import atomic_write
+from diffctl.data import atomic_write, content_digest
 from diffctl.envs import Env, EnvSpec, VecEnv, as_device, make
 
 __all__ = [
@@ -594,6 +594,7 @@ def save_checkpoint(
         "agent": agent.state_dict(),
         "train_state": train_state,
     }
+    payload["checksum"] = content_digest(payload)  # checked on loading: flipped bytes refused
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     atomic_write(path, lambda f: torch.save(payload, f))
@@ -615,15 +616,25 @@ def load_checkpoint(
     for key in ("algo", "spec", "config", "agent", "train_state"):
         if key not in payload:
             raise ValueError(f"path: {path!r} lacks the {key!r} entry")
+    if "checksum" in payload:  # files from before the checksum have none
+        content = {k: v for k, v in payload.items() if k != "checksum"}
+        if content_digest(content) != payload["checksum"]:
+            raise ValueError(
+                f"path: {path!r} fails its checksum: its content does not match the checksum "
+                "saved with it (corrupt file)"
+            )
     algo = payload["algo"]
     if algo not in ALGORITHMS:
         raise ValueError(f"path: unknown algorithm {algo!r} in {path!r}")
     module = importlib.import_module(f"diffctl.agents.{ALGORITHMS[algo]}")
-    spec_d = dict(payload["spec"])
-    spec_d["action_low"] = tuple(spec_d["action_low"])
-    spec_d["action_high"] = tuple(spec_d["action_high"])
-    spec = EnvSpec(**spec_d)
-    config = _config_from_dict(module.CONFIG, payload["config"])
+    try:
+        spec_d = dict(payload["spec"])
+        spec_d["action_low"] = tuple(spec_d["action_low"])
+        spec_d["action_high"] = tuple(spec_d["action_high"])
+        spec = EnvSpec(**spec_d)
+        config = _config_from_dict(module.CONFIG, payload["config"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"path: {path!r} holds an invalid spec or config ({e})") from e
     agent = module.make_agent(spec, config, seed=0)
     try:
         agent.load_state_dict(payload["agent"])

@@ -1,6 +1,6 @@
 """diffctl.data: trajectories, rollouts, returns, replay buffer, datasets, normalisers."""
 
-from ._io import atomic_write
+from ._io import atomic_write, content_digest
 from .buffer import ReplayBuffer
 from .dataset import load_dataset, save_dataset, spec_to_dict
 from .normalize import RunningNormalizer
@@ -10,6 +10,7 @@ from .trajectory import Trajectory
 
 __all__ = [
     "atomic_write",
+    "content_digest",
     "Policy",
     "ReplayBuffer",
     "RunningNormalizer",

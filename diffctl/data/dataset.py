@@ -3,7 +3,8 @@
 File layout (format ``diffctl.dataset/1``): one array per ``Trajectory`` field (``obs``,
 ``actions``, ``rewards``, ``next_obs``, ``terminated``, ``truncated``, optional ``states`` /
 ``next_states``, ``extras.<name>``), time-major ``[T, B, ...]``, plus ``__meta__``: a JSON string
-with the caller's metadata and ``format``, ``diffctl_version`` and ``created`` (UTC, ISO 8601).
+with the caller's metadata and ``format``, ``diffctl_version``, ``created`` (UTC, ISO 8601) and
+``checksum`` (``content_digest`` of the arrays; checked on loading, on top of the zip CRCs).
 Pickled objects are never written or read.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._io import atomic_write, check_path
+from ._io import atomic_write, check_path, content_digest
 from .trajectory import Trajectory
 
 __all__ = ["save_dataset", "load_dataset", "spec_to_dict"]
@@ -90,18 +91,6 @@ def save_dataset(
         meta = {}
     if not isinstance(meta, Mapping):
         raise TypeError(f"meta: expected a mapping, got {type(meta).__name__}")
-    full_meta = dict(meta)
-    for key in ("format", "diffctl_version", "created"):
-        full_meta.pop(key, None)
-    full_meta.update(
-        format=FORMAT,
-        diffctl_version=__version__,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    try:
-        meta_json = json.dumps(full_meta, default=_json_default, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"meta: not JSON serialisable: {e}") from e
     arrays: dict[str, np.ndarray] = {}
     tr = trajectory.detach().to("cpu")
     for name in (*_FIELDS, *_OPTIONAL):
@@ -113,6 +102,19 @@ def save_dataset(
     for name, a in arrays.items():
         if np.issubdtype(a.dtype, np.floating) and (msg := _non_finite_report(name, a)):
             raise ValueError(f"trajectory: {msg}")
+    full_meta = dict(meta)
+    for key in ("format", "diffctl_version", "created", "checksum"):
+        full_meta.pop(key, None)
+    full_meta.update(
+        format=FORMAT,
+        diffctl_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        checksum=content_digest(arrays),
+    )
+    try:
+        meta_json = json.dumps(full_meta, default=_json_default, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"meta: not JSON serialisable: {e}") from e
     arrays[_META] = np.array(meta_json)
     return atomic_write(p, lambda f: np.savez(f, **arrays))
 
@@ -135,7 +137,8 @@ def load_dataset(
     try:
         archive = np.load(p, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{p}: not a readable .npz dataset (truncated or corrupt?): {e}") from e
+        why = "it holds pickled objects" if "pickle" in str(e) else str(e)
+        raise ValueError(f"{p}: not a readable .npz dataset (truncated or corrupt?): {why}") from e
     with archive:
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise ValueError(f"{p}: not an .npz archive (a bare .npy array?)")
@@ -176,6 +179,13 @@ def load_dataset(
         )
     except (TypeError, ValueError) as e:
         raise ValueError(f"{p}: {e}") from e
+    if "checksum" in meta:  # datasets from before the checksum have none
+        content = {**arrays, **{_EXTRA + k: v for k, v in extras.items()}}
+        if content_digest(content) != meta["checksum"]:
+            raise ValueError(
+                f"{p}: checksum mismatch: the arrays do not match the checksum saved in "
+                f"{_META!r} (corrupt file)"
+            )
     if device is not None:
         tr = tr.to(device)
     return tr, meta

@@ -6,7 +6,9 @@ A checkpoint is a ``torch.save``d dict of plain values and tensors (loadable wit
 ``format`` ("diffctl-model"), ``format_version``, ``kind`` (``linear|mlp|ensemble|greybox``),
 ``state_dim``, ``act_dim``, ``init_kwargs`` (architecture), ``normalizer`` (input/output
 standardiser statistics, for reading; the same values are in the state dict), ``state_dict``,
-``diffctl_version`` and the caller's ``meta`` (JSON-like dict: env name, dataset, metrics, ...).
+``diffctl_version``, the caller's ``meta`` (JSON-like dict: env name, dataset, metrics, ...)
+and (format version 2) ``checksum``: ``diffctl.data.content_digest`` of all the other fields,
+so a file with flipped bytes is refused on loading.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import torch
 
 from diffctl import __version__
-from diffctl.data import atomic_write
+from diffctl.data import atomic_write, content_digest
 
 from .base import DynamicsModel, Standardizer
 from .ensemble import EnsembleDynamics
@@ -29,7 +31,7 @@ from .mlp import MLPDynamics
 __all__ = ["save_model", "load_model", "build_model", "MODEL_KINDS"]
 
 FORMAT = "diffctl-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_KINDS: dict[str, type[DynamicsModel]] = {
     "linear": LinearModel,
     "mlp": MLPDynamics,
@@ -79,6 +81,7 @@ def save_model(
         "diffctl_version": __version__,
         "meta": dict(meta or {}),
     }
+    payload["checksum"] = content_digest(payload)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -163,6 +166,14 @@ def load_model(
             )
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise ValueError(f"{path}: checkpoint field 'state_dict.{k}' contains NaN or inf")
+    if version >= 2:
+        checksum = _field(ckpt, "checksum", str, path)
+        content = {k: v for k, v in ckpt.items() if k != "checksum"}
+        if content_digest(content) != checksum:
+            raise ValueError(
+                f"{path}: checksum mismatch: the file's content does not match the checksum "
+                "saved with it (corrupt file)"
+            )
     model.load_state_dict(state)
     if map_location is not None:
         model.to(map_location)

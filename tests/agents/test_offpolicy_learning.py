@@ -31,6 +31,7 @@ def test_resume_refuses_an_older_optimiser_layout(tmp_path) -> None:
     payload = torch.load(ckpt, weights_only=True)
     optimizers = payload["train_state"]["optimizers"]
     optimizers["critic"] = optimizers.pop("critics")  # as files from before the stacked critics
+    payload.pop("checksum")  # ... which had no checksum either
     torch.save(payload, ckpt)
     with pytest.raises(ValueError, match="resume: .* no 'critics' optimiser state"):
         train_by_name("td3", "pendulum", cfg, seed=0, resume=ckpt)
