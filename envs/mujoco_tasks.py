@@ -393,3 +393,6 @@ def make_mujoco(task: str, **kwargs: Any) -> GymTask:
             + ", ".join(f"mujoco:{t}" for t in sorted(TASKS))
         )
     return TASKS[task](**kwargs)
+
+
+from . import mujoco_robots  # noqa: E402,F401  (adds Ant, Humanoid, HumanoidStandup to TASKS)
