@@ -56,7 +56,15 @@ from torch.autograd.function import once_differentiable
 
 from .base import Env, EnvSpec
 
-__all__ = ["MujocoEnv", "MujocoSim", "make_mjcf", "param_elements", "INSTALL_HINT", "FIELDS"]
+__all__ = [
+    "MujocoEnv",
+    "MjcfEnv",
+    "MujocoSim",
+    "make_mjcf",
+    "param_elements",
+    "INSTALL_HINT",
+    "FIELDS",
+]
 
 INSTALL_HINT = "pip install 'diffctl[mujoco]'"
 MAX_STEPS = 1000
@@ -175,11 +183,18 @@ class MujocoSim:
         r = x.shape[0]
         state0 = np.zeros((r, self.nstate))
         state0[:, 1:] = x[:, : self.nphys]
-        ctrl = np.ascontiguousarray(u.reshape(r, 1, self.nu))
+        ctrl = np.repeat(u.reshape(r, 1, self.nu), nstep, axis=1)
         model = self.model if models is None else models
-        state, sensordata = _pool(self.nthread).rollout(
-            model, self.datas, state0, ctrl, nstep=nstep
-        )
+        if not isinstance(model, list):
+            model = [model] * r
+        state = np.empty((r, nstep, self.nstate))
+        sensordata = np.empty((r, nstep, self.nsensor))
+        # the shapes are right by construction: skip the wrapper's checks (half the cost of a
+        # one-row step) and give the chunk size it would have chosen
+        _pool(self.nthread).rollout(
+            model, self.datas, state0, ctrl, nstep=nstep, skip_checks=True, state=state,
+            sensordata=sensordata, chunk_size=max(1, r // (10 * self.nthread)),
+        )  # fmt: skip
         return state[:, -1, 1:], sensordata[:, -1]
 
     def step(self, x: np.ndarray, u: np.ndarray, models: Sequence[Any] | None = None) -> np.ndarray:
@@ -250,21 +265,32 @@ class MujocoSim:
         return ((out[0] - out[1]) / (2 * h)).transpose(1, 2, 0)
 
 
+def _numpy64(t: Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def _simulate(env: MujocoEnv, x: Tensor, u: Tensor) -> tuple[Tensor, np.ndarray, np.ndarray]:
+    """``x'`` of rows ``x [B, nx]``, ``u [B, nu]`` (and the float64 inputs)."""
+    x64, u64 = _numpy64(x), _numpy64(u)
+    if not np.isfinite(x64).all():
+        raise ValueError("x: state contains NaN or inf")
+    if not np.isfinite(u64).all():
+        raise ValueError("u: action contains NaN or inf")
+    out = torch.from_numpy(env.sim.step(x64, u64)).to(device=x.device, dtype=x.dtype)
+    return out, x64, u64
+
+
 class _Step(torch.autograd.Function):
-    """``x' = f(x, u; params)`` through MuJoCo, with finite-difference Jacobians."""
+    """``x' = f(x, u; params)`` through MuJoCo, with finite-difference Jacobians. ``params``
+    are the parameters that require grad, ``env.param_elements[k]`` for ``k`` in ``index``."""
 
     @staticmethod
-    def forward(ctx: Any, env: MujocoEnv, x: Tensor, u: Tensor, *params: Tensor) -> Tensor:
-        x64 = x.detach().to("cpu", torch.float64).numpy()
-        u64 = u.detach().to("cpu", torch.float64).numpy()
-        if not np.isfinite(x64).all():
-            raise ValueError("x: state contains NaN or inf")
-        if not np.isfinite(u64).all():
-            raise ValueError("u: action contains NaN or inf")
-        values = env._param_values()
-        env.sim.write_params(values)
-        out = torch.from_numpy(env.sim.step(x64, u64)).to(device=x.device, dtype=x.dtype)
-        ctx.env, ctx.x64, ctx.u64, ctx.values = env, x64, u64, values
+    def forward(
+        ctx: Any, env: MujocoEnv, index: tuple[int, ...], x: Tensor, u: Tensor, *params: Tensor
+    ) -> Tensor:
+        values = env.write_params()
+        out, ctx.x64, ctx.u64 = _simulate(env, x, u)
+        ctx.env, ctx.index, ctx.values = env, index, values
         ctx.device, ctx.dtype = x.device, x.dtype
         return out
 
@@ -272,24 +298,21 @@ class _Step(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         env, sim = ctx.env, ctx.env.sim
-        g = grad.detach().to("cpu", torch.float64).numpy()  # [B, nx]
+        g = _numpy64(grad)  # [B, nx]
         sim.write_params(ctx.values)
         gx = gu = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
             jx, ju = sim.jacobians(ctx.x64, ctx.u64, env.fd_eps)
             gx = torch.from_numpy(np.einsum("bi,bij->bj", g, jx))
             gu = torch.from_numpy(np.einsum("bi,bij->bj", g, ju))
             gx, gu = (t.to(device=ctx.device, dtype=ctx.dtype) for t in (gx, gu))
-        wanted = [k for k in range(len(env.param_elements)) if ctx.needs_input_grad[3 + k]]
-        gparams: list[Tensor | None] = [None] * len(env.param_elements)
-        if wanted:
-            elements = [env.param_elements[k][1:] for k in wanted]
+        gparams: list[Tensor | None] = [None] * len(ctx.index)
+        if ctx.index:
+            elements = [env.param_elements[k][1:] for k in ctx.index]
             jp = sim.param_jacobians(ctx.x64, ctx.u64, ctx.values, elements, env.fd_eps)
-            gp = np.einsum("bi,bij->j", g, jp)
-            for k, v in zip(wanted, gp.tolist()):
-                gparams[k] = torch.tensor(v, device=ctx.device, dtype=env.dtype)
-        sim.write_params(ctx.values)
-        return (None, gx, gu, *gparams)
+            gp = torch.from_numpy(np.einsum("bi,bij->j", g, jp))
+            gparams = list(gp.to(device=ctx.device, dtype=env.dtype).unbind())
+        return (None, None, gx, gu, *gparams)
 
 
 def _compile_quietly(mujoco: Any, spec: Any) -> Any:
@@ -332,10 +355,6 @@ class MujocoEnv(Env):
 
     Args:
         model: path of an MJCF file, or a compiled ``mujoco.MjModel``.
-        reward: ``r(x, u, x_next) -> [...]`` in torch; ``None`` gives a zero reward (a task
-            subclass overrides ``_reward`` instead).
-        terminated: ``d(x) -> bool [...]``; ``None``: never terminates.
-        observe: ``o(x) -> [..., obs_dim]``; ``None``: ``[qpos, qvel]``.
         frame_skip: substeps per step (default: the count nearest 20 ms, at least 1).
         reset_noise_scale: start states are ``qpos0 + U(-s, s)``, ``qvel U(-s, s)``.
         nthread: rollout threads (default ``torch.get_num_threads()``).
@@ -350,9 +369,6 @@ class MujocoEnv(Env):
         self,
         model: Any,
         *,
-        reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
-        terminated: Callable[[Tensor], Tensor] | None = None,
-        observe: Callable[[Tensor], Tensor] | None = None,
         frame_skip: int | None = None,
         reset_noise_scale: float = 0.1,
         nthread: int | None = None,
@@ -365,6 +381,8 @@ class MujocoEnv(Env):
         dtype: torch.dtype = torch.float32,
     ) -> None:
         mujoco = _import_mujoco()
+        #: the MJCF file the model was compiled from (None for a compiled model passed in)
+        self.model_path = os.fspath(model) if isinstance(model, str | os.PathLike) else None
         if isinstance(model, mujoco.MjModel):
             if add_sensors is not None:
                 raise ValueError("add_sensors: needs an MJCF path, not a compiled model")
@@ -387,16 +405,17 @@ class MujocoEnv(Env):
             raise ValueError(
                 f"reset_noise_scale: expected a number >= 0, got {reset_noise_scale!r}"
             )
-        for arg, fn in (("reward", reward), ("terminated", terminated), ("observe", observe)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{arg}: expected a callable, got {type(fn).__name__}")
         self.sim = MujocoSim(model, frame_skip, nthread)
         self.fd_eps = float(fd_eps)
         self.reset_noise_scale = float(reset_noise_scale)
-        self._reward_fn, self._terminated_fn, self._observe_fn = reward, terminated, observe
         self.param_elements = param_elements(model)
         self._fields = {k: np.array(get(model), dtype=np.float64) for k, (get, _) in FIELDS.items()}
         self.default_params = {n: float(self._fields[f][i]) for n, f, i in self.param_elements}
+        # per field: the elements' indices in the field and their rows in param_elements
+        self._field_index = {f: [i for _, g, i in self.param_elements if g == f] for f in FIELDS}
+        self._param_rows = {
+            f: [k for k, (_, g, _) in enumerate(self.param_elements) if g == f] for f in FIELDS
+        }
         super().__init__(params, device=device, dtype=dtype)
         m = model
         nq, nv, na = m.nq, m.nv, m.na
@@ -440,17 +459,17 @@ class MujocoEnv(Env):
         return tuple(low), tuple(high)
 
     def _obs_dim(self) -> int:
-        if self._observe_fn is None:
-            return self.model.nq + self.model.nv
         probe = torch.zeros(1, self.sim.nx, dtype=self.dtype, device=self.device)
-        return int(self._observe_fn(probe).shape[-1])
+        return int(self._observe(probe).shape[-1])
 
-    def _param_values(self) -> dict[str, np.ndarray]:
-        """The parameters as full model fields (field -> array)."""
-        fields = {k: v.copy() for k, v in self._fields.items()}
-        current = torch.stack([self.params[n].detach() for n, _, _ in self.param_elements])
-        for (_, field, i), v in zip(self.param_elements, current.tolist()):
-            fields[field][i] = v
+    def write_params(self) -> dict[str, np.ndarray]:
+        """Write ``env.params`` into the model; returns them as full fields (field -> array)."""
+        current = _numpy64(torch.stack([self.params[n] for n, _, _ in self.param_elements]))
+        fields = {}
+        for field, default in self._fields.items():
+            fields[field] = default.copy()
+            fields[field][self._field_index[field]] = current[self._param_rows[field]]
+        self.sim.write_params(fields)
         return fields
 
     def _set_params(self, params: Mapping[str, Any]) -> None:
@@ -496,7 +515,7 @@ class MujocoEnv(Env):
         return self._with_sensors(phys.numpy())
 
     def _with_sensors(self, phys: np.ndarray) -> Tensor:
-        self.sim.write_params(self._param_values())
+        self.write_params()
         x = np.concatenate([phys, self.sim.sense(phys)], axis=1)
         return torch.from_numpy(x).to(device=self.device, dtype=self.dtype)
 
@@ -514,8 +533,16 @@ class MujocoEnv(Env):
 
     def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
         batch = x.shape[:-1]
-        params = [self.params[n] for n, _, _ in self.param_elements]
-        flat = _Step.apply(self, x.reshape(-1, x.shape[-1]), u.reshape(-1, u.shape[-1]), *params)
+        x2, u2 = x.reshape(-1, x.shape[-1]), u.reshape(-1, u.shape[-1])
+        index = tuple(
+            k for k, (n, _, _) in enumerate(self.param_elements) if self.params[n].requires_grad
+        )
+        if torch.is_grad_enabled() and (x.requires_grad or u.requires_grad or index):
+            params = [self.params[self.param_elements[k][0]] for k in index]
+            flat = _Step.apply(self, index, x2, u2, *params)
+        else:  # nothing to differentiate: no autograd node
+            self.write_params()
+            flat = _simulate(self, x2, u2)[0]
         return flat.reshape(*batch, x.shape[-1])
 
     def jacobians(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
@@ -523,7 +550,7 @@ class MujocoEnv(Env):
         self._check_state(x)
         self._check_action(u, x.shape[:-1])
         x2, u2 = x.reshape(-1, x.shape[-1]), u.reshape(-1, u.shape[-1])
-        self.sim.write_params(self._param_values())
+        self.write_params()
         jx, ju = self.sim.jacobians(
             x2.detach().to("cpu", torch.float64).numpy(),
             u2.detach().to("cpu", torch.float64).numpy(),
@@ -535,22 +562,55 @@ class MujocoEnv(Env):
         )
 
     def _reward(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
+        return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+
+    def _observe(self, x: Tensor) -> Tensor:
+        return x[..., : self.model.nq + self.model.nv]
+
+
+class MjcfEnv(MujocoEnv):
+    """A user's MuJoCo model with a torch reward: ``make("mjcf:<path.xml>", reward=...)``.
+
+    Args:
+        model: path of an MJCF file, or a compiled ``mujoco.MjModel``.
+        reward: ``r(x, u, x_next) -> [...]`` in torch (default: zero); read the sensors the
+            model defines with ``env.sensor(x, name)``.
+        terminated: ``d(x) -> bool [...]`` (default: never).
+        observe: ``o(x) -> [..., obs_dim]`` (default: ``[qpos, qvel]``).
+        **kwargs: ``MujocoEnv``'s options (``frame_skip``, ``reset_noise_scale``, ...).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
+        terminated: Callable[[Tensor], Tensor] | None = None,
+        observe: Callable[[Tensor], Tensor] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for arg, fn in (("reward", reward), ("terminated", terminated), ("observe", observe)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{arg}: expected a callable, got {type(fn).__name__}")
+        self._reward_fn, self._terminated_fn, self._observe_fn = reward, terminated, observe
+        super().__init__(model, **kwargs)
+
+    def _reward(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
         if self._reward_fn is None:
-            return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)
+            return super()._reward(x, u, x_next)
         return self._reward_fn(x, u, x_next)
 
     def _observe(self, x: Tensor) -> Tensor:
-        if self._observe_fn is None:
-            return x[..., : self.model.nq + self.model.nv]
-        return self._observe_fn(x)
+        return super()._observe(x) if self._observe_fn is None else self._observe_fn(x)
 
     def _terminated(self, x: Tensor) -> Tensor:
         if self._terminated_fn is None:
-            return torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
+            return super()._terminated(x)
         return self._terminated_fn(x)
 
 
-def make_mjcf(path: str, **kwargs: Any) -> MujocoEnv:
-    """``make("mjcf:<path.xml>", reward=..., ...)``: a user's MJCF model as an env."""
+def make_mjcf(path: str, **kwargs: Any) -> MjcfEnv:
+    """``make("mjcf:<path.xml>", reward=..., ...)``: a user's MJCF model as an env; keyword
+    arguments named like parameters (``"body_mass:torso"``) set them."""
     params = {k: kwargs.pop(k) for k in list(kwargs) if ":" in k}
-    return MujocoEnv(path, params=params or None, name=f"mjcf:{path}", **kwargs)
+    return MjcfEnv(path, params=params or None, name=f"mjcf:{path}", **kwargs)

@@ -22,6 +22,7 @@ TINY = {
     "irl": ["--size", "4", "--num-demos", "10", "--iterations", "3",
             "--venv", "/proc/diffctl-cannot-exist/venv"],
     "mbrl": ["--tasks", "pendulum", "--skip-ppo", "--iterations", "1", "--episode-steps", "20"],
+    "mujoco": ["--tasks", "Hopper-v5", "--sizes", "2", "--steps", "2", "--repeat", "1"],
 }  # fmt: skip
 
 

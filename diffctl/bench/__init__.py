@@ -12,4 +12,5 @@ BENCHES: dict[str, str] = {
     "sac": "sac",
     "irl": "irl",
     "mbrl": "mbrl",
+    "mujoco": "mujoco",
 }

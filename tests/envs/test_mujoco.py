@@ -10,8 +10,10 @@ mujoco = pytest.importorskip("mujoco")
 gym = pytest.importorskip("gymnasium")
 
 from diffctl.envs import VecEnv, make  # noqa: E402
-from diffctl.envs.mujoco_bridge import MujocoEnv  # noqa: E402
+from diffctl.envs.mujoco_bridge import MjcfEnv  # noqa: E402
 from diffctl.envs.mujoco_tasks import TASKS  # noqa: E402
+
+pytestmark = pytest.mark.mujoco
 
 # Observation and reward tolerances where gymnasium reads positions from mjData after a step of
 # the RK4 integrator: RK4 leaves them at its last internal stage, which we cannot reproduce, so
@@ -264,7 +266,7 @@ def test_user_mjcf_with_torch_reward_on_every_integrator(tmp_path, integrator):
         return -x1[..., 0].square() - 0.01 * u.square().sum(-1)
 
     env = make(f"mjcf:{path}", reward=reward, dtype=torch.float64)
-    assert isinstance(env, MujocoEnv) and env.spec.act_dim == 1
+    assert isinstance(env, MjcfEnv) and env.spec.act_dim == 1
     assert env.spec.action_low == (-2.0,) and env.spec.dt == pytest.approx(0.02)  # 2 substeps
     x = env.state_from(torch.tensor([[0.3]]), torch.tensor([[0.0]]))
     u = torch.tensor([[0.5]], dtype=torch.float64, requires_grad=True)

@@ -1,0 +1,164 @@
+"""MuJoCo bridge throughput: ``VecEnv`` on ``mujoco:<Task>-v5`` against raw ``mujoco.rollout``
+and gymnasium's ``SyncVectorEnv`` of the same task, and the cost of the Jacobians.
+
+Per task and number of envs ``N``, all three step ``N`` copies of the task with random actions
+in the control range, chained, for ``--steps`` steps:
+
+* ``raw``: ``mujoco.rollout.Rollout(nthread)`` on the same model, ``frame_skip`` substeps per
+  step from the previous step's states (the physics alone: no reward, observation or reset);
+* ``ours``: ``VecEnv(make("mujoco:<Task>-v5"), N)`` (float32 torch states; rewards,
+  observations, termination, auto-reset and episode statistics included);
+* ``gymnasium``: ``gymnasium.vector.SyncVectorEnv`` of ``gymnasium.make(Task)``, ``N`` copies.
+
+The sides are timed in interleaved rounds (the fastest round of each is reported), with torch
+and MuJoCo on the same ``--threads``. ``jacobian ms`` is ``env.jacobians`` (central
+differences over ``2 (n_phys + nu)`` perturbed rows in one rollout) per row at ``N`` rows, and
+``mjd ms`` MuJoCo's ``mjd_transitionFD`` (centred) for the ``frame_skip`` substeps of one step.
+
+Run: ``diffctl bench mujoco [--tasks HalfCheetah-v5 Humanoid-v5] [--sizes 1 256]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from diffctl.bench.common import BenchResult, set_threads
+
+__all__ = ["run", "DEFAULT_TASKS"]
+
+HELP = "MuJoCo VecEnv steps/s vs raw mujoco.rollout and gymnasium SyncVectorEnv; Jacobian cost"
+DEFAULT_TASKS = ("HalfCheetah-v5", "Humanoid-v5")
+
+
+def _best_rate(fns: dict[str, Callable[[], None]], steps: int, repeat: int) -> dict[str, float]:
+    """Calls per second of each function: one warm-up call, then ``repeat`` interleaved rounds
+    of ``steps`` calls each; the fastest round."""
+    for fn in fns.values():
+        fn()
+    best = dict.fromkeys(fns, 0.0)
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            best[k] = max(best[k], steps / (time.perf_counter() - t0))
+    return best
+
+
+def _stepper_raw(env: Any, n: int, nthread: int, rng: np.random.Generator) -> Callable[[], None]:
+    import mujoco
+    from mujoco import rollout
+
+    m = mujoco.MjModel.from_xml_path(env.model_path) if env.model_path else env.model
+    pool = rollout.Rollout(nthread=nthread)
+    datas = [mujoco.MjData(m) for _ in range(nthread)]
+    nstate = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    state = np.zeros((n, nstate))
+    state[:, 1 : 1 + m.nq] = m.qpos0
+    low, high = env.spec.action_bounds(dtype=torch.float64)
+    ctrl = rng.uniform(low.numpy(), high.numpy(), size=(n, 1, m.nu))
+    box = {"state": state}
+
+    def step() -> None:
+        out, _ = pool.rollout(m, datas, box["state"], ctrl, nstep=env.sim.frame_skip)
+        box["state"] = out[:, -1]
+
+    return step
+
+
+def _stepper_ours(env: Any, n: int, rng: np.random.Generator) -> Callable[[], None]:
+    from diffctl.envs import VecEnv
+
+    venv = VecEnv(env, num_envs=n, seed=0, validate=False)
+    venv.reset()
+    low, high = env.spec.action_bounds(dtype=env.dtype)
+    u = low + (high - low) * torch.from_numpy(rng.random((n, env.spec.act_dim))).to(env.dtype)
+    return lambda: venv.step(u) and None
+
+
+def _stepper_gym(task: str, n: int, rng: np.random.Generator) -> Callable[[], None]:
+    import gymnasium as gym
+
+    venv = gym.vector.SyncVectorEnv([lambda: gym.make(task) for _ in range(n)])
+    venv.reset(seed=0)
+    space = venv.action_space
+    u = rng.uniform(space.low, space.high)
+    return lambda: venv.step(u) and None
+
+
+def _jacobian_ms(env: Any, n: int) -> tuple[float, float]:
+    """``env.jacobians`` per row at ``n`` rows, and ``mjd_transitionFD`` per step (ms)."""
+    import mujoco
+
+    x = env.initial_state(n, torch.Generator().manual_seed(0))
+    u = torch.zeros(n, env.spec.act_dim, dtype=env.dtype)
+    env.jacobians(x, u)
+    t0 = time.perf_counter()
+    env.jacobians(x, u)
+    ours = (time.perf_counter() - t0) * 1e3 / n
+    m = env.model
+    d = mujoco.MjData(m)
+    d.qpos[:] = m.qpos0
+    nx = 2 * m.nv + m.na
+    a, b = np.zeros((nx, nx)), np.zeros((nx, m.nu))
+    t0 = time.perf_counter()
+    for _ in range(env.sim.frame_skip):
+        mujoco.mjd_transitionFD(m, d, 1e-6, True, a, b, None, None)
+    return ours, (time.perf_counter() - t0) * 1e3
+
+
+def run_bench(
+    tasks: Sequence[str], sizes: Sequence[int], steps: int, repeat: int, nthread: int, peer: bool
+) -> list[dict[str, Any]]:
+    from diffctl.envs import make
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for task in tasks:
+        env = make(f"mujoco:{task}", nthread=nthread)
+        for n in sizes:
+            fns = {
+                "raw": _stepper_raw(env, n, nthread, rng),
+                "ours": _stepper_ours(env, n, rng),
+            }
+            if peer:
+                fns["gym"] = _stepper_gym(task, n, rng)
+            rates = {k: v * n for k, v in _best_rate(fns, steps, repeat).items()}
+            jac, mjd = _jacobian_ms(env, n)
+            rows.append(
+                {
+                    "task": task,
+                    "envs": n,
+                    "ours steps/s": round(rates["ours"]),
+                    "raw rollout steps/s": round(rates["raw"]),
+                    "gym steps/s": round(rates["gym"]) if peer else float("nan"),
+                    "ours/raw": round(rates["ours"] / rates["raw"], 2),
+                    "ours/gym": round(rates["ours"] / rates["gym"], 2) if peer else float("nan"),
+                    "jacobian ms/row": round(jac, 2),
+                    "mjd ms/step": round(mjd, 2),
+                }
+            )
+    return rows
+
+
+def run(argv: Sequence[str] | None = None) -> BenchResult:
+    """Parse flags, run, return the ``BenchResult`` (the ``run(argv)`` benchmark protocol)."""
+    p = argparse.ArgumentParser(prog="diffctl bench mujoco", description=HELP)
+    p.add_argument("--tasks", nargs="+", default=list(DEFAULT_TASKS))
+    p.add_argument("--sizes", nargs="+", type=int, default=[1, 256])
+    p.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    p.add_argument("--repeat", type=int, default=3, help="timed rounds (the fastest counts)")
+    p.add_argument("--threads", type=int, default=2, help="torch and MuJoCo threads")
+    p.add_argument("--skip-peer", action="store_true", help="leave out gymnasium")
+    args = p.parse_args(list(argv) if argv is not None else None)
+    nthread = set_threads(args.threads)
+    result = BenchResult(name="mujoco")
+    peer = result.peer_available("gymnasium", skip=args.skip_peer)
+    result.rows = run_bench(args.tasks, args.sizes, args.steps, args.repeat, nthread, peer)
+    return result
