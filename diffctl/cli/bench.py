@@ -14,6 +14,7 @@ import traceback
 
 from diffctl.bench import BENCHES
 from diffctl.bench.common import write_json
+from diffctl.cli._common import Outputs, UsageError, run_command
 
 HELP = "benchmark ours against the peers: " + "|".join([*BENCHES, "all"])
 
@@ -26,6 +27,7 @@ QUICK: dict[str, list[str]] = {
     "sac": ["--quick", "--eval-episodes", "3"],
     "irl": ["--iterations", "50"],
     "mbrl": ["--tasks", "pendulum"],
+    "mujoco": ["--tasks", "HalfCheetah-v5", "--sizes", "1", "16", "--steps", "5"],
 }  # fmt: skip
 """Arguments of each benchmark under ``diffctl bench all --quick``."""
 
@@ -33,25 +35,33 @@ QUICK: dict[str, list[str]] = {
 def _usage() -> str:
     names = "|".join([*BENCHES, "all"])
     return (
-        f"usage: diffctl bench {{{names}}} [--json PATH] [ARGS...]\n"
-        "       diffctl bench all [--quick] [--json PATH]\n"
+        f"usage: diffctl bench {{{names}}} [--json PATH [--overwrite]] [ARGS...]\n"
+        "       diffctl bench all [--quick] [--json PATH [--overwrite]]\n"
         "Each benchmark takes its own flags: diffctl bench NAME --help"
     )
 
 
 def main(argv: list[str]) -> int:
+    return run_command("bench", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
     name, rest = argv[0], argv[1:]
+    overwrite = "--overwrite" in rest
+    rest = [a for a in rest if a not in ("--overwrite", "--debug")]
     json_path = None
     if "--json" in rest:
         i = rest.index("--json")
         if i + 1 >= len(rest):
-            print("diffctl bench: --json needs a path", file=sys.stderr)
-            return 2
+            raise UsageError("--json: needs a path")
         json_path = rest[i + 1]
         rest = rest[:i] + rest[i + 2 :]
+        outs = Outputs(overwrite)
+        outs.add("--json", json_path, json_path)
+        outs.check()
     if name != "all":
         if name not in BENCHES:
             known = ", ".join([*BENCHES, "all"])

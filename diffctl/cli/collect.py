@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import tyro
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from diffctl.cli._common import Outputs, blame, check_device, parse, raw_value, run_command
 from diffctl.data import Policy, Trajectory, rollout, save_dataset, spec_to_dict
 from diffctl.envs import Env, VecEnv, make
 
@@ -140,6 +140,10 @@ class CollectConfig:
     """KEY=VALUE options passed to the policy factory (e.g. a checkpoint path)."""
     progress: bool = True
     """show a progress bar."""
+    overwrite: bool = False
+    """replace --out if it exists (otherwise an existing file is refused)."""
+    debug: bool = False
+    """print a traceback on failure."""
 
     def __post_init__(self) -> None:
         if (
@@ -193,12 +197,15 @@ def collect(config: CollectConfig) -> CollectResult:
         raise ValueError(f"device: cannot interpret {config.device!r} as a torch device") from e
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {config.device!r} requested but CUDA is not available")
-    env = make(config.env, device=device)
+    torch.manual_seed(config.seed)  # anything a policy draws from the global generator
+    with blame("--env", usage=True):
+        env = make(config.env, device=device)
     num_envs = config.num_envs if config.num_envs is not None else min(config.episodes, 1024)
     venv = VecEnv(env, num_envs, device=device, seed=config.seed)
-    policy = _resolve_policy(config.policy)(
-        env, seed=config.seed + 1, device=device, args=config.policy_kwargs()
-    )
+    with blame("--policy-args", usage=True):
+        policy = _resolve_policy(config.policy)(
+            env, seed=config.seed + 1, device=device, args=config.policy_kwargs()
+        )
     # every env finishes at least one episode within max_steps (the time limit), so each chunk
     # makes progress; the finished count is read once per chunk, not per step
     chunk = env.spec.max_steps
@@ -233,31 +240,37 @@ def collect(config: CollectConfig) -> CollectResult:
         "num_envs": num_envs,
         "episodes": int(returns.numel()),
         "transitions": traj.num_steps * traj.batch_size,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(config).items()
+            if k not in ("overwrite", "debug", "progress")  # how it ran, not what it made
+        },
     }
     path = save_dataset(config.out, traj, meta)
     return CollectResult(traj, returns, lengths, meta, path)
 
 
 def main(argv: list[str]) -> int:
-    try:
-        config = tyro.cli(CollectConfig, args=argv, prog="diffctl collect", description=HELP)
-    except SystemExit as e:  # --help, or a flag tyro rejected (it printed why)
-        return int(e.code or 0)
-    except (ValueError, TypeError) as e:  # a field rejected by CollectConfig.__post_init__
-        print(f"diffctl collect: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = collect(config)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"diffctl collect: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("collect", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    config = parse(CollectConfig, argv, prog="diffctl collect", description=HELP)
+    outputs = Outputs(config.overwrite)
+    outputs.add("--out", config.out, raw_value(argv, "--out"))
+    check_device("--device", config.device)
+    # a file named in --policy-args (e.g. a checkpoint) is an input
+    inputs = {
+        f"--policy-args {k}": v for k, v in config.policy_kwargs().items() if Path(v).is_file()
+    }
+    outputs.check(inputs)
+    result = collect(config)
     r = result.returns.double()
     std = float(r.std(unbiased=False)) if r.numel() > 1 else 0.0
     mean = float(r.mean()) if r.numel() else math.nan
     print(
         f"collected {result.meta['episodes']} episodes, {result.meta['transitions']} transitions "
         f"from {config.env} with policy {config.policy}: mean return {mean:.2f} +- {std:.2f} "
-        f"(mean length {float(result.lengths.double().mean()):.1f}); wrote {result.path}"
+        f"(mean length {float(result.lengths.double().mean()):.1f}); {outputs.wrote()}"
     )
     return 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from dataclasses import dataclass
+from typing import Annotated
 
 import tyro
 
 from diffctl.bench.common import format_table
+from diffctl.cli._common import Outputs, UsageError, blame, check_device, parse, run_command
 from diffctl.compare import CompareConfig, compare
 
 HELP = "run the whole story on one system (collect, fit, plan, train) and print who wins"
@@ -24,8 +28,41 @@ def _ray_flag(argv: list[str]) -> list[str]:
     return out
 
 
+OUTPUT_NAMES = ("results.json", "results.csv", "return_vs_steps.png", "return_vs_wall.png")
+
+
+@dataclass(frozen=True)
+class CompareCommandConfig:
+    """Flags of ``diffctl compare``: ``CompareConfig``'s fields and the common ones."""
+
+    config: Annotated[CompareConfig, tyro.conf.arg(name="")] = CompareConfig()
+    overwrite: bool = False
+    """replace the result files in --out if they exist (otherwise they are refused)."""
+    debug: bool = False
+    """print a traceback on failure."""
+
+
 def main(argv: list[str]) -> int:
-    config = tyro.cli(CompareConfig, args=_ray_flag(argv), prog="diffctl compare", description=HELP)
+    return run_command("compare", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    cmd = parse(CompareCommandConfig, _ray_flag(argv), prog="diffctl compare", description=HELP)
+    config = cmd.config
+    if config.out is not None:
+        if os.path.exists(config.out) and not os.path.isdir(config.out):
+            raise UsageError(f"--out: {config.out!r} is a file, expected a folder")
+        if os.path.isdir(config.out):  # a new folder is made by compare; an old one is checked
+            outs = Outputs(cmd.overwrite)
+            for name in OUTPUT_NAMES:
+                outs.add(f"--out ({name})", os.path.join(config.out, name))
+            outs.check()
+    check_device("--device", config.device)
+    from diffctl.envs import make
+
+    for name in config.env:
+        with blame("--env", usage=True):
+            make(name)
     if config.ray is not None:
         try:
             import ray  # noqa: F401
@@ -40,8 +77,5 @@ def main(argv: list[str]) -> int:
     for line in result.summary:
         print(line)
     state = "" if result.completed else " (interrupted: finished rows saved)"
-    print(
-        f"results: {result.out}/results.json, results.csv, return_vs_steps.png, "
-        f"return_vs_wall.png{state}"
-    )
+    print("wrote " + ", ".join(os.path.join(result.out, n) for n in OUTPUT_NAMES) + state)
     return 0 if result.completed else 130

@@ -16,7 +16,6 @@ The checkpoint's metadata records the env and which logged signal is the state
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +24,7 @@ import torch
 import tyro
 
 from diffctl.bench.common import format_table
+from diffctl.cli._common import Outputs, UsageError, blame, parse, raw_value, run_command
 from diffctl.data import atomic_write, load_dataset
 from diffctl.envs import make
 from diffctl.models import (
@@ -69,6 +69,10 @@ class FitCommandConfig:
     """linear: ridge penalty on [A B]."""
     plot: bool = True
     """write the prediction plot."""
+    overwrite: bool = False
+    """replace the outputs if they exist (otherwise an existing file is refused)."""
+    debug: bool = False
+    """print a traceback on failure."""
     fit: Annotated[FitConfig, tyro.conf.OmitArgPrefixes] = FitConfig()
 
 
@@ -89,8 +93,11 @@ def build(
             angle_dims=config.angle_dims,
         )
     if env_name is None:
-        raise ValueError("env: greybox needs the env (give --env or a dataset with meta 'env')")
-    return GreyBoxModel(make(env_name), list(config.params) or None)
+        raise ValueError("--env: greybox needs the env (give --env or a dataset with meta 'env')")
+    with blame("--env", usage=True):
+        env = make(env_name)
+    with blame("--params", usage=True):
+        return GreyBoxModel(env, list(config.params) or None)
 
 
 def _plot(path: Path, model: DynamicsModel, data: Any, horizon: int) -> None:
@@ -126,23 +133,49 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def outputs(config: FitCommandConfig, argv: list[str] | None = None) -> Outputs:
+    """The files ``run`` writes: the checkpoint, ``<out>.json`` and (with ``--plot``) the
+    ``<out>.png``, all named by ``--out``."""
+    outs = Outputs(config.overwrite)
+    outs.add("--out", config.out, raw_value(argv or [], "--out"))
+    outs.add("--out (its .json)", config.out.with_suffix(".json"))
+    if config.plot:
+        outs.add("--out (its .png)", config.out.with_suffix(".png"))
+    return outs
+
+
 def run(config: FitCommandConfig) -> dict[str, Any]:
     """Fit, save and plot; returns the metrics."""
     if not config.out.parent.is_dir():
         raise FileNotFoundError(f"out: directory {str(config.out.parent)!r} does not exist")
-    traj, data_meta = load_dataset(config.data)
+    with blame("--data"):
+        traj, data_meta = load_dataset(config.data)
     env_name = config.env or data_meta.get("env")
     source = config.fit.source
     if source == "auto":
         source = "states" if traj.states is not None else "obs"
     x = traj.states if source == "states" else traj.obs
     if x is None:
-        raise ValueError(f"source: the dataset has no {source!r}")
+        raise ValueError(f"--source: the dataset has no {source!r}")
     act_dim = traj.actions.shape[-1] if traj.actions.is_floating_point() else 0
     if act_dim == 0:
-        raise ValueError("data: discrete actions; dynamics models need continuous actions")
+        raise ValueError("--data: discrete actions; dynamics models need continuous actions")
+    if config.env is not None or config.model == "greybox":
+        with blame("--env", usage=True):
+            spec = make(env_name).spec if env_name is not None else None
+        if spec is not None:
+            want = (spec.state_dim if source == "states" else spec.obs_dim, spec.act_dim)
+            if want != (x.shape[-1], act_dim):
+                raise UsageError(
+                    f"--env: {env_name} has {source} dim {want[0]} and action dim {want[1]}, "
+                    f"the dataset {str(config.data)!r} {x.shape[-1]} and {act_dim}"
+                )
+    torch.manual_seed(config.fit.seed)  # the model's initial weights
     model = build(config, x.shape[-1], act_dim, env_name)
-    result = fit(model, traj, config.fit)
+    try:
+        result = fit(model, traj, config.fit)
+    except ValueError as e:  # the data does not suit the settings (too short, too few, ...)
+        raise ValueError(f"--data: {e}") from e
     meta = {
         "env": env_name,
         "source": source,
@@ -168,22 +201,21 @@ def run(config: FitCommandConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        config = tyro.cli(FitCommandConfig, args=argv, prog="diffctl fit", description=HELP)
-    except SystemExit as e:  # --help, or a flag tyro rejected (it printed why)
-        return int(e.code or 0)
-    except (ValueError, TypeError) as e:  # a field rejected by FitConfig.__post_init__
-        print(f"diffctl fit: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        metrics = run(config)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"diffctl fit: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("fit", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    config = parse(FitCommandConfig, argv, prog="diffctl fit", description=HELP)
+    outs = outputs(config, argv)
+    outs.check({"--data": config.data})
+    if not config.data.is_file():
+        what = "is a folder" if config.data.is_dir() else "does not exist"
+        raise UsageError(f"--data: {str(config.data)!r} {what}, expected a dataset file")
+    metrics = run(config)
     rows = [
         {"metric": k, "value": f"{v:.6g}" if isinstance(v, float) else v}
         for k, v in metrics.items()
     ]
     print(format_table(rows))
-    print(f"wrote {config.out}" + (f", {config.out.with_suffix('.png')}" if config.plot else ""))
+    print(outs.wrote())
     return 0

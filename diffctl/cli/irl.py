@@ -16,14 +16,21 @@ read back with ``diffctl.irl.load_reward(path)``; ``airl`` also writes its shapi
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
-import tyro
 
+from diffctl.cli._common import (
+    Outputs,
+    blame,
+    check_device,
+    check_input,
+    parse,
+    raw_value,
+    run_command,
+)
 from diffctl.irl import (
     AdversarialConfig,
     BCConfig,
@@ -67,6 +74,10 @@ class IRLCommandConfig:
     mpc: MPCImitationConfig = field(default_factory=MPCImitationConfig)
     bc: BCConfig = field(default_factory=BCConfig)
     """behavioural cloning of the sampler policy used by maxent."""
+    overwrite: bool = False
+    """replace the outputs if they exist (otherwise an existing file is refused)."""
+    debug: bool = False
+    """print a traceback on failure."""
 
 
 def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
@@ -77,14 +88,19 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
     out_dir = Path(config.out).parent
     if not out_dir.is_dir():
         raise FileNotFoundError(f"out: directory {str(out_dir)!r} does not exist")
-    demos, meta = load_dataset(config.demos, device=config.device)
+    with blame("--demos"):
+        demos, meta = load_dataset(config.demos, device=config.device)
     env_name = config.env or meta.get("env")
     if not env_name:
-        raise ValueError("env: the dataset names no env; pass --env")
-    env = make(env_name, device=config.device)
-    check_demos(demos, env.spec)
+        raise ValueError("--env: the dataset names no env; pass --env")
+    with blame("--env", usage=True):
+        env = make(env_name, device=config.device)
+    with blame("--demos"):
+        check_demos(demos, env.spec)
     if demos.states is None:
-        raise ValueError("demos: the dataset has no true states (collect it with diffctl collect)")
+        raise ValueError(
+            "--demos: the dataset has no true states (collect it with diffctl collect)"
+        )
     demos = demos.to(dtype=env.dtype)
     spec = env.spec
     torch.manual_seed(config.seed)
@@ -131,20 +147,22 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
 
 
 def main(argv: list[str]) -> int:
-    try:
-        config = tyro.cli(IRLCommandConfig, args=argv, prog="diffctl irl", description=HELP)
-    except SystemExit as e:
-        return int(e.code or 0)
-    except (ValueError, TypeError) as e:
-        print(f"diffctl irl: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        _, history, meta = run(config)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"diffctl irl: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("irl", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    config = parse(IRLCommandConfig, argv, prog="diffctl irl", description=HELP)
+    outs = Outputs(config.overwrite)
+    outs.add("--out", config.out, raw_value(argv, "--out"))
+    if config.method == "airl":  # its shaping term h beside it (diffctl.irl.shaping_path)
+        o = config.out
+        outs.add("--out (its shaping file)", o.with_name(f"{o.stem}.shaping{o.suffix or '.pt'}"))
+    outs.check({"--demos": config.demos})
+    check_input("--demos", config.demos)
+    check_device("--device", config.device)
+    _, history, meta = run(config)
     last = {
         k: v for k, v in (history[-1] if history else {}).items() if isinstance(v, (int, float))
     }
-    print(f"diffctl irl: {meta['method']} on {meta['env']}: last record {last}; wrote {config.out}")
+    print(f"diffctl irl: {meta['method']} on {meta['env']}: last record {last}; {outs.wrote()}")
     return 0

@@ -14,7 +14,6 @@ there, with the per-episode history as ``<out>.json``. Prints the return of ever
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +21,7 @@ from typing import Annotated
 import tyro
 
 from diffctl.bench.common import format_table
+from diffctl.cli._common import Outputs, blame, parse, raw_value, run_command
 from diffctl.data import atomic_write
 from diffctl.models import save_model
 from diffctl.models.mbrl import MBRLConfig, mbrl
@@ -38,27 +38,28 @@ class MBRLCommandConfig:
     config: Annotated[MBRLConfig, tyro.conf.arg(name="")] = MBRLConfig()
     out: Path | None = None
     """save the final model here (and the history as <out>.json)."""
+    overwrite: bool = False
+    """replace the outputs if they exist (otherwise an existing file is refused)."""
+    debug: bool = False
+    """print a traceback on failure."""
 
 
 def main(argv: list[str]) -> int:
-    try:
-        cmd = tyro.cli(MBRLCommandConfig, args=argv, prog="diffctl mbrl", description=HELP)
-    except SystemExit as e:  # --help, or a flag tyro rejected (it printed why)
-        return int(e.code or 0)
-    except (ValueError, TypeError) as e:  # a field rejected by a config's __post_init__
-        print(f"diffctl mbrl: error: {e}", file=sys.stderr)
-        return 2
-    if cmd.out is not None and not cmd.out.parent.is_dir():
-        print(
-            f"diffctl mbrl: error: out: directory {str(cmd.out.parent)!r} does not exist",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        result = mbrl(cmd.config)
-    except (ValueError, TypeError) as e:
-        print(f"diffctl mbrl: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("mbrl", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    cmd = parse(MBRLCommandConfig, argv, prog="diffctl mbrl", description=HELP)
+    outs = Outputs(cmd.overwrite)
+    if cmd.out is not None:
+        outs.add("--out", cmd.out, raw_value(argv, "--out"))
+        outs.add("--out (its .json)", cmd.out.with_suffix(".json"))
+    outs.check()
+    from diffctl.envs import make
+
+    with blame("--env", usage=True):
+        env = make(cmd.config.env, **cmd.config.env_kwargs())
+    result = mbrl(cmd.config, env=env)
     rows = [
         {
             "iteration": h["iteration"],
@@ -76,5 +77,5 @@ def main(argv: list[str]) -> int:
         save_model(cmd.out, result.model, meta)
         text = json.dumps({"history": result.history, "meta": meta}, indent=2, default=str)
         atomic_write(cmd.out.with_suffix(".json"), lambda f: f.write(text.encode()))
-        print(f"wrote {cmd.out}")
+        print(outs.wrote())
     return 0

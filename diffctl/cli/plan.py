@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +27,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import tyro
 
 from diffctl.bench.common import format_table
+from diffctl.cli._common import (
+    Outputs,
+    UsageError,
+    blame,
+    check_input,
+    parse,
+    raw_value,
+    run_command,
+)
 from diffctl.control import (
     CEM,
     MPC,
@@ -86,6 +93,10 @@ class PlanCommandConfig:
     cem: CEMConfig = CEMConfig()
     mppi: MPPIConfig = MPPIConfig()
     shooting: ShootingConfig = ShootingConfig()
+    overwrite: bool = False
+    """replace --plot if it exists (otherwise an existing file is refused)."""
+    debug: bool = False
+    """print a traceback on failure."""
 
     def __post_init__(self) -> None:
         if isinstance(self.episodes, bool) or self.episodes < 1:
@@ -94,11 +105,14 @@ class PlanCommandConfig:
             raise ValueError(f"steps: expected a positive int, got {self.steps!r}")
 
 
-def load_learned(path: str | os.PathLike, flag: str) -> Callable[..., torch.Tensor]:
+def load_learned(
+    path: str | os.PathLike, flag: str, env: Env | None = None
+) -> Callable[..., torch.Tensor]:
     """Load a learned model for ``--model`` / ``--reward`` via ``diffctl.models.load_model``.
 
-    Raises ``ValueError`` naming the flag when the learned-model package is unavailable or the
-    checkpoint is not a callable model, ``FileNotFoundError`` when the file is missing.
+    Raises ``ValueError`` naming the flag when the learned-model package is unavailable, the
+    checkpoint is not a callable model or (given ``env``) was fitted for another env or other
+    dims (expected vs found), ``FileNotFoundError`` when the file is missing.
     """
     try:
         from diffctl.models import load_model
@@ -108,7 +122,10 @@ def load_learned(path: str | os.PathLike, flag: str) -> Callable[..., torch.Tens
         ) from e
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{flag}: no such model file {os.fspath(path)!r}")
-    model = load_model(path)
+    try:
+        model = load_model(path)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{flag}: {e}") from e
     if not callable(model):
         raise ValueError(f"{flag}: {os.fspath(path)!r} does not hold a callable model")
     source = getattr(model, "meta", {}).get("source", "states")
@@ -117,6 +134,20 @@ def load_learned(path: str | os.PathLike, flag: str) -> Callable[..., torch.Tens
             f"{flag}: {os.fspath(path)!r} was fitted on {source!r}; planning needs a model of "
             "the env's state (fit it on states)"
         )
+    if env is not None:
+        spec = env.spec
+        found_env = getattr(model, "meta", {}).get("env")
+        if found_env is not None and found_env != spec.name:
+            raise ValueError(
+                f"{flag}: {os.fspath(path)!r} is a model of env {found_env!r}, expected "
+                f"{spec.name!r} (--env)"
+            )
+        dims = (getattr(model, "state_dim", None), getattr(model, "act_dim", None))
+        if dims != (spec.state_dim, spec.act_dim):
+            raise ValueError(
+                f"{flag}: {os.fspath(path)!r} has state/action dims {dims}, expected "
+                f"({spec.state_dim}, {spec.act_dim}) for {spec.name}"
+            )
     return model.eval() if hasattr(model, "eval") else model
 
 
@@ -131,9 +162,22 @@ def load_learned_reward(path: str | os.PathLike, env: Env, flag: str = "--reward
         learned = load_adversarial(path)
     except (ValueError, FileNotFoundError) as e:
         raise ValueError(f"{flag}: {e}") from e
+    spec = env.spec
     for model in (learned.reward, learned.shaping):
-        if model is not None:
-            model.to(device=env.device, dtype=env.dtype).eval()
+        if model is None:
+            continue
+        cfg = model.config
+        if cfg.env and cfg.env != spec.name:
+            raise ValueError(
+                f"{flag}: {os.fspath(path)!r} is a reward for env {cfg.env!r}, expected "
+                f"{spec.name!r} (--env)"
+            )
+        if cfg.use_action and cfg.act_dim != spec.act_dim:
+            raise ValueError(
+                f"{flag}: {os.fspath(path)!r} has action dim {cfg.act_dim}, expected "
+                f"{spec.act_dim} for {spec.name}"
+            )
+        model.to(device=env.device, dtype=env.dtype).eval()
     return learned
 
 
@@ -155,6 +199,7 @@ def build_planner(
     lo, hi = spec.action_bounds(env.device, env.dtype)
     nu = spec.act_dim
     if config.planner == "mpc":
+        lo, hi = _mpc_bounds(config.mpc, lo, hi, spec.name)
         if cost is None and reward is None and dynamics is None:
             cost = RewardCost(env)
         elif cost is None:
@@ -171,10 +216,40 @@ def build_planner(
     return cls(dyn, reward=rew, action_low=lo, action_high=hi, config=cfg)
 
 
+def _mpc_bounds(
+    mpc: MPCConfig, lo: torch.Tensor, hi: torch.Tensor, env_name: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The env's action box narrowed by ``--mpc.u-lower`` / ``--mpc.u-upper`` when given."""
+    env_lo, env_hi = lo, hi
+    for name, bound in (("u_lower", mpc.u_lower), ("u_upper", mpc.u_upper)):
+        if bound is None:
+            continue
+        flag = f"--mpc.{name.replace('_', '-')}"
+        b = torch.as_tensor(bound, dtype=lo.dtype, device=lo.device).reshape(-1)
+        if b.numel() not in (1, lo.numel()):
+            raise UsageError(f"{flag}: expected 1 or {lo.numel()} values, got {b.numel()}")
+        b = b.expand_as(env_lo)
+        if bool(((b < env_lo) | (b > env_hi)).any()):
+            raise UsageError(
+                f"{flag}: {bound} lies outside the action bounds of {env_name}: "
+                f"[{env_lo.tolist()}, {env_hi.tolist()}]"
+            )
+        if name == "u_lower":
+            lo = b.clone()
+        else:
+            hi = b.clone()
+    if bool((lo > hi).any()):
+        raise UsageError(f"--mpc.u-lower: {lo.tolist()} exceeds --mpc.u-upper {hi.tolist()}")
+    return lo, hi
+
+
 def run(config: PlanCommandConfig) -> dict[str, Any]:
     """Run the episodes; returns returns, mean, solve time, convergence rate, trajectories."""
-    env = make(config.env)
-    dynamics = None if config.model is None else load_learned(config.model, "--model")
+    with blame("--env", usage=True):
+        env = make(config.env)
+    if config.planner == "mpc":  # bad bounds are a usage error: say so before loading files
+        _mpc_bounds(config.mpc, *env.spec.action_bounds(env.device, env.dtype), env.spec.name)
+    dynamics = None if config.model is None else load_learned(config.model, "--model", env)
     reward, cost = None, None
     if config.reward is not None:
         learned = load_learned_reward(config.reward, env)
@@ -240,19 +315,25 @@ def save_plot(
 
 
 def main(argv: list[str]) -> int:
-    try:
-        config = tyro.cli(PlanCommandConfig, args=argv, prog="diffctl plan", description=HELP)
-    except SystemExit as e:  # --help, or a flag tyro rejected (it printed why)
-        return int(e.code or 0)
-    except (ValueError, TypeError) as e:  # a field rejected by a config's __post_init__
-        print(f"diffctl plan: error: {e}", file=sys.stderr)
-        return 2
+    return run_command("plan", argv, lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
+    config = parse(PlanCommandConfig, argv, prog="diffctl plan", description=HELP)
+    outs = Outputs(config.overwrite)
+    if config.plot is not None:
+        outs.add("--plot", config.plot, raw_value(argv, "--plot"))
+    inputs = {"--model": config.model, "--reward": config.reward}
+    if config.reward is not None:
+        r = config.reward  # AIRL's h beside it (diffctl.irl.shaping_path)
+        inputs["--reward (its shaping file)"] = r.with_name(f"{r.stem}.shaping{r.suffix or '.pt'}")
+    if config.plot is not None:  # the plot's folder is made when missing
+        config.plot.parent.mkdir(parents=True, exist_ok=True)
+    outs.check(inputs)
+    check_input("--model", config.model)
+    check_input("--reward", config.reward)
     torch.manual_seed(config.seed)
-    try:
-        out = run(config)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"diffctl plan: error: {e}", file=sys.stderr)
-        return 2
+    out = run(config)
     rows = [{"episode": i, "return": r} for i, r in enumerate(out["returns"])]
     print(format_table(rows))
     print(
@@ -268,5 +349,5 @@ def main(argv: list[str]) -> int:
             out["dt"],
             f"{config.env}: {config.planner}, mean return {out['mean_return']:.1f}",
         )
-        print(f"wrote {config.plot}")
+        print(outs.wrote())
     return 0

@@ -4,12 +4,15 @@ The config flags are generated with ``tyro`` from the algorithm's frozen config 
 starting from its tuned preset for the env (``diffctl train ppo --env pendulum --help`` lists
 them). Writes ``history.json``, ``history.csv``, ``learning_curve.png`` and ``model.pt`` (the
 agent with its training state: ``--resume DIR/model.pt`` continues, ``diffctl eval`` reads it)
-to ``--out``; shows a progress bar with the latest mean return.
+to ``--out``; shows a progress bar with the latest mean return. Those files must not exist
+unless ``--overwrite``; ``--resume`` reads another run's ``model.pt`` (an output never
+replaces an input): ``diffctl train ppo --resume runs/a/model.pt --out runs/b``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -18,13 +21,23 @@ import os
 import sys
 from typing import Any
 
+from diffctl.cli._common import (
+    ArgumentParser,
+    Outputs,
+    UsageError,
+    blame,
+    check_device,
+    check_input,
+    parse,
+    run_command,
+)
 from diffctl.data import atomic_write
 
 HELP = "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|apg) on an env"
 
 
 def _parser(algos: list[str]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="diffctl train",
         description="Train ALGO on --env; other flags are the algorithm's config fields "
         "(see 'diffctl train ALGO --env NAME --help').",
@@ -49,6 +62,10 @@ def _parser(algos: list[str]) -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", default=None, help="checkpoint to continue from")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the output files if they exist"
+    )
+    p.add_argument("--debug", action="store_true", help="print a traceback on failure")
     p.add_argument("-h", "--help", action="store_true")
     return p
 
@@ -102,9 +119,37 @@ def _make_env(name: str, device: str | None) -> Any:
     return make(name) if device is None else make(name, device=device)
 
 
-def main(argv: list[str]) -> int:
-    import tyro
+OUTPUT_NAMES = ("model.pt", "history.json", "history.csv", "learning_curve.png")
 
+
+def main(argv: list[str]) -> int:
+    return run_command("train", argv, lambda: _main(argv))
+
+
+def _check_resume(path: str, algo: str, env: Any) -> None:
+    """Refuse a ``--resume`` file that is no agent file, or of another algorithm, env or dims."""
+    from diffctl.agents.common import load_checkpoint
+
+    with blame("--resume"):
+        agent, train_state = load_checkpoint(path)
+    if agent.algo != algo:
+        raise UsageError(f"--resume: {path!r} is a {agent.algo} agent, expected {algo}")
+    spec, found = env.spec, agent.spec
+    if found.name != spec.name:
+        raise UsageError(
+            f"--resume: {path!r} was trained on {found.name!r}, expected {spec.name!r}"
+        )
+    for name in ("obs_dim", "act_dim", "discrete", "num_actions"):
+        if getattr(found, name) != getattr(spec, name):
+            raise UsageError(
+                f"--resume: {path!r} has {name} {getattr(found, name)}, expected "
+                f"{getattr(spec, name)} for {spec.name}"
+            )
+    if train_state is None:
+        raise UsageError(f"--resume: {path!r} holds no training state (a saved agent only)")
+
+
+def _main(argv: list[str]) -> int:
     from diffctl.agents import ALGORITHMS, config_class, default_config
     from diffctl.agents import train as train_algo
 
@@ -115,23 +160,75 @@ def main(argv: list[str]) -> int:
     args, rest = parser.parse_known_args(argv)
     env_name = args.env or ("cartpole" if args.algo in ("reinforce", "a2c", "ppo") else "pendulum")
     cls = config_class(args.algo)
-    preset = default_config(args.algo, env_name.removeprefix("gym:"))
+    with blame("--env", usage=True):
+        preset = default_config(args.algo, env_name.removeprefix("gym:"))
     if args.help:
         parser.print_help()
         print(f"\nconfig flags of {cls.__name__} (defaults: the preset for {env_name!r}):")
         rest = ["--help"]
+    config = parse(cls, rest, prog=f"diffctl train {args.algo}", default=preset)
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads: expected a positive int, got {args.threads}")
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every: expected >= 0, got {args.checkpoint_every}")
+    out = args.out or os.path.join("runs", f"{args.algo}-{env_name.replace(':', '_')}-s{args.seed}")
+    created = _prepare_out(out, args, parser.prog)
     try:
-        config = tyro.cli(cls, args=rest, default=preset, prog=f"diffctl train {args.algo}")
-    except SystemExit as e:  # --help or a bad flag (tyro printed the message)
-        return int(e.code or 0)
+        return _train(args, config, env_name, out, train_algo)
+    except BaseException:
+        for folder in created:  # leave no empty folder behind a failed run
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
+
+
+def _prepare_out(out: str, args: Any, prog: str) -> list[str]:
+    """Check the output folder and its files before any work; create the folder (returns the
+    folders created, deepest first)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out: {out!r} is a file, expected a folder")
+    existing = out
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing) or "."
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        raise UsageError(f"--out: {existing!r} is not a folder")
+    outs = Outputs(args.overwrite)
+    for name in OUTPUT_NAMES:
+        outs.add(f"--out ({name})", os.path.join(out, name))
+    check_input("--resume", args.resume)
+    check_device("--device", args.device)
+    created = []
+    folder = os.path.abspath(out)
+    while not os.path.exists(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out: cannot create folder {out!r} ({e.strerror or e})") from None
+    try:
+        outs.check({"--resume": args.resume})
+    except BaseException:
+        for f in created:
+            with contextlib.suppress(OSError):
+                os.rmdir(f)
+        raise
+    return created
+
+
+def _train(args: Any, config: Any, env_name: str, out: str, train_algo: Any) -> int:
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = args.out or os.path.join("runs", f"{args.algo}-{env_name.replace(':', '_')}-s{args.seed}")
-    os.makedirs(out, exist_ok=True)
     model_path = os.path.join(out, "model.pt")
-    env = _make_env(env_name, args.device)
+    with blame("--env", usage=True):
+        env = _make_env(env_name, args.device)
+    if args.resume is not None:
+        _check_resume(args.resume, args.algo, env)
 
     bar = None
     if not args.no_progress:

@@ -111,12 +111,12 @@ def test_learned_model_hook(tmp_path, capsys):
     obs = tmp_path / "obs.pt"
     models.save_model(obs, models.LinearModel(3, 1), {"env": "pendulum", "source": "obs"})
     rc = main(["plan", "--planner", "mppi", "--model", str(obs)])
-    assert rc == 2 and "--model" in capsys.readouterr().err
+    assert rc == 1 and "--model" in capsys.readouterr().err  # a file that does not fit: runtime
 
 
 def test_errors_name_the_flag(tmp_path, monkeypatch, capsys):
     assert main(["plan", "--model", str(tmp_path / "missing.pt")]) == 2
-    assert "--model: no such model file" in capsys.readouterr().err
+    assert "--model: no such file" in capsys.readouterr().err
     assert main(["plan", "--episodes", "0"]) == 2
     assert "episodes" in capsys.readouterr().err
     assert main(["plan", "--planner", "cem", "--cem.num-elites", "900"]) == 2
@@ -124,8 +124,8 @@ def test_errors_name_the_flag(tmp_path, monkeypatch, capsys):
     models = pytest.importorskip("diffctl.models")
     dyn = tmp_path / "dyn.pt"  # a dynamics checkpoint is not a reward file
     models.save_model(dyn, models.LinearModel(2, 1), {"env": "pendulum", "source": "states"})
-    assert main(["plan", "--reward", str(dyn)]) == 2
+    assert main(["plan", "--reward", str(dyn)]) == 1  # a file of the wrong kind: runtime
     assert "--reward: path:" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "diffctl.models", None)  # learned models unavailable
-    assert main(["plan", "--model", str(tmp_path / "m.pt")]) == 2
+    assert main(["plan", "--model", str(dyn)]) == 1
     assert "--model: learned models need diffctl.models.load_model" in capsys.readouterr().err

@@ -67,4 +67,4 @@ def test_plan_uses_h_as_terminal_cost(tmp_path, capsys) -> None:
     assert (up0 > 0.99).sum() == 2 and (up > 0.99).sum() == 3  # two held up, one brought up
     assert main(["plan", "--reward", str(path), "--episodes", "1", "--steps", "2"]) == 0
     assert main(["plan", "--reward", str(tmp_path / "missing.pt")]) == 2
-    assert "--reward: no such reward file" in capsys.readouterr().err
+    assert "--reward: no such file" in capsys.readouterr().err
