@@ -123,6 +123,9 @@ def _tyro_message(text: str) -> str:
     skip = ("Argument helptext", "For full helptext")
     body = [ln for ln in lines[1:] if not ln.startswith(skip)] if len(lines) > 1 else lines
     msg = _one_line(body[0] if body else (lines[0] if lines else "bad arguments"))
+    if msg.startswith("Missing from") and len(body) > 1:  # the next line names the flag
+        flags = [ln.split()[0] for ln in body[1:] if ln.startswith("--")]
+        msg = f"missing required {', '.join(flags) or body[1]}"
     # "Error parsing CollectConfig: episodes: ..." -> "episodes: ..." (a config's own check)
     return re.sub(r"^Error parsing [A-Za-z_][\w.]*: (?=[\w.-]+: )", "", msg)
 

@@ -9,7 +9,6 @@ error and the others still run; the exit status is then 1.
 from __future__ import annotations
 
 import importlib
-import sys
 import traceback
 
 from diffctl.bench import BENCHES
@@ -65,8 +64,7 @@ def _main(argv: list[str]) -> int:
     if name != "all":
         if name not in BENCHES:
             known = ", ".join([*BENCHES, "all"])
-            print(f"diffctl bench: unknown benchmark {name!r}; known: {known}", file=sys.stderr)
-            return 2
+            raise UsageError(f"NAME: unknown benchmark {name!r}; known: {known}")
         result = importlib.import_module(f"diffctl.bench.{BENCHES[name]}").run(rest)
         print(result.table(), flush=True)
         if json_path:
@@ -77,8 +75,7 @@ def _main(argv: list[str]) -> int:
     quick = "--quick" in rest
     unknown = [a for a in rest if a != "--quick"]
     if unknown:
-        print(f"diffctl bench all: unknown arguments {unknown}; {_usage()}", file=sys.stderr)
-        return 2
+        raise UsageError(f"all: unknown arguments {unknown} (only --quick and --json PATH)")
     results: dict[str, dict] = {}
     failed: list[str] = []
     for n, module_name in BENCHES.items():

@@ -193,7 +193,7 @@ def build_planner(
     replaces the cost ``-reward`` (e.g. AIRL's ``planning_cost`` with its terminal ``-h``)."""
     spec = env.spec
     if spec.discrete:
-        raise ValueError(f"env: {spec.name} has discrete actions; the planners need continuous")
+        raise ValueError(f"--env: {spec.name} has discrete actions; the planners need continuous")
     dyn: Any = env if dynamics is None else dynamics
     rew = env.reward if reward is None else reward
     lo, hi = spec.action_bounds(env.device, env.dtype)
