@@ -45,13 +45,13 @@ __all__ = [
 ]
 
 
-class UsageError(Exception):
-    """A bad command line (exit status 2)."""
+class UsageError(ValueError):
+    """A bad command line (exit status 2); a ``ValueError`` for library callers."""
 
     code = 2
 
 
-class CommandError(Exception):
+class CommandError(ValueError):
     """A failure while running, already worded for the user (exit status 1)."""
 
     code = 1
