@@ -58,6 +58,14 @@ def f(tmp_path_factory) -> dict[str, Path]:
     big = d / "big_model.pt"  # weights large enough to flip 2 KB inside them
     save_model(big, MLPDynamics(2, 1, hidden=(128, 128)), {"env": "pendulum", "source": "states"})
     p["model_flipped"] = _flipped(big, d / "flipped_model.pt")
+    from diffctl.irl import RewardConfig, RewardModel
+
+    big_reward = d / "big_reward.pt"
+    cfg = RewardConfig(state_dim=2, act_dim=1, use_action=True, hidden=(128, 128), env="pendulum")
+    RewardModel(cfg).save(big_reward)
+    p["reward_flipped"] = _flipped(big_reward, d / "flipped_reward.pt")
+    p["reward_other_env"] = d / "cart_reward.pt"
+    RewardModel(RewardConfig(state_dim=4, env="cartpole-continuous")).save(p["reward_other_env"])
     assert main(["train", "ppo", "--env", "pendulum", *TINY_PPO, "--out", str(d / "run")]) == 0
     p["run"] = d / "run"
     p["agent"] = d / "run" / "model.pt"
@@ -171,6 +179,8 @@ CASES = [
     ("plan-reward-missing", ["plan", "--reward", "{missing.pt}"], 2, "--reward"),
     ("plan-reward-random", ["plan", "--reward", "{random}"], 1, "--reward"),
     ("plan-reward-is-model", ["plan", "--reward", "{model}"], 1, "--reward"),
+    ("plan-reward-flipped", ["plan", "--reward", "{reward_flipped}"], 1, "--reward"),
+    ("plan-reward-other-env", ["plan", "--reward", "{reward_other_env}"], 1, "--reward"),
     ("plan-episodes-0", ["plan", "--episodes", "0"], 2, "episodes"),
     ("plan-steps-0", ["plan", "--steps", "0"], 2, "steps"),
     ("plan-planner", ["plan", "--planner", "nope"], 2, "--planner"),

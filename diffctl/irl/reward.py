@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from diffctl.agents.networks import mlp
-from diffctl.data import atomic_write
+from diffctl.data import atomic_write, content_digest
 from diffctl.envs.base import angle_normalize
 
 __all__ = ["RewardConfig", "RewardModel", "load_reward"]
@@ -195,6 +195,7 @@ class RewardModel(nn.Module):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "meta": dict(meta or {}),
         }
+        payload["checksum"] = content_digest(payload)  # checked by load_reward
         atomic_write(path, lambda f: torch.save(payload, f))
 
 
@@ -203,8 +204,8 @@ def load_reward(
 ) -> RewardModel:
     """Load a ``RewardModel`` saved by ``RewardModel.save`` (or the ``diffctl irl`` command).
 
-    The file's format tag, config fields and weight shapes are validated; ``model.meta`` holds
-    the saved metadata (method, env, ...).
+    The file's format tag, config fields, weight shapes and checksum are validated;
+    ``model.meta`` holds the saved metadata (method, env, ...).
     """
     path = Path(path)
     if not path.is_file():
@@ -237,6 +238,13 @@ def load_reward(
         if tuple(got[k].shape) != tuple(v.shape):
             raise ValueError(
                 f"path: weight {k!r} has shape {tuple(got[k].shape)}, expected {tuple(v.shape)}"
+            )
+    if "checksum" in payload:  # files from before the checksum have none
+        content = {k: v for k, v in payload.items() if k != "checksum"}
+        if content_digest(content) != payload["checksum"]:
+            raise ValueError(
+                f"path: reward file {str(path)!r} fails its checksum: its content does not "
+                "match the checksum saved with it (corrupt file)"
             )
     model.load_state_dict(got)
     model.meta = dict(payload["meta"])
