@@ -362,9 +362,16 @@ def test_help_lines_equal_the_modules_help():
 
 
 def test_help_and_usage_errors_import_no_torch():
+    from diffctl.agents import ALGORITHMS
+    from diffctl.cli.train import ALGO_NAMES
+
+    assert tuple(ALGORITHMS) == ALGO_NAMES
     code = (
         "import sys; from diffctl.cli import main; "
         "assert main(['--help']) == 0 and main(['nope']) == 2; "
+        "assert main(['train', '--help']) == 0 and main(['train', 'nope']) == 2; "
+        "assert main(['eval', '--help']) == 0 and main(['eval']) == 2; "
+        "assert main(['bench', '--help']) == 0; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -12,7 +12,6 @@ import importlib
 import traceback
 
 from diffctl.bench import BENCHES
-from diffctl.bench.common import write_json
 from diffctl.cli._common import Outputs, UsageError, run_command
 
 HELP = "benchmark ours against the peers: " + "|".join([*BENCHES, "all"])
@@ -48,6 +47,8 @@ def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
+    from diffctl.bench.common import write_json  # torch: only once a benchmark runs
+
     name, rest = argv[0], argv[1:]
     overwrite = "--overwrite" in rest
     rest = [a for a in rest if a not in ("--overwrite", "--debug")]

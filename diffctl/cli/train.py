@@ -31,7 +31,6 @@ from diffctl.cli._common import (
     parse,
     run_command,
 )
-from diffctl.data import atomic_write
 
 HELP = "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|apg) on an env"
 
@@ -71,6 +70,8 @@ def _parser(algos: list[str]) -> argparse.ArgumentParser:
 
 
 def _atomic_text(path: str, text: str) -> None:
+    from diffctl.data import atomic_write
+
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
@@ -102,6 +103,8 @@ def write_history(history: list[dict[str, Any]], out: str, title: str) -> list[s
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    from diffctl.data import atomic_write
+
     try:
         atomic_write(paths[2], lambda f: fig.savefig(f, format="png", dpi=100))
     finally:
@@ -149,15 +152,21 @@ def _check_resume(path: str, algo: str, env: Any) -> None:
         raise UsageError(f"--resume: {path!r} holds no training state (a saved agent only)")
 
 
-def _main(argv: list[str]) -> int:
-    from diffctl.agents import ALGORITHMS, config_class, default_config
-    from diffctl.agents import train as train_algo
+#: ``diffctl.agents.ALGORITHMS``' names (a test keeps them equal), so that ``--help`` and a bad
+#: algorithm name answer before torch is imported
+ALGO_NAMES = ("reinforce", "a2c", "ppo", "ddpg", "td3", "sac", "apg")
 
-    parser = _parser(list(ALGORITHMS))
+
+def _main(argv: list[str]) -> int:
+    parser = _parser(list(ALGO_NAMES))
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
     args, rest = parser.parse_known_args(argv)
+
+    from diffctl.agents import config_class, default_config
+    from diffctl.agents import train as train_algo
+
     env_name = args.env or ("cartpole" if args.algo in ("reinforce", "a2c", "ppo") else "pendulum")
     cls = config_class(args.algo)
     with blame("--env", usage=True):
