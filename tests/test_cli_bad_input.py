@@ -194,6 +194,8 @@ CASES = [
     ("plan-plot-is-model", ["plan", *TINY_MPPI, "--model", "{model}", "--plot", "{model}",
                             "--overwrite"], 2, "--plot"),
     ("plan-plot-unwritable", ["plan", *TINY_MPPI, "--plot", "/sys/p.png"], 2, "--plot"),
+    ("plan-plot-under-file", ["plan", *TINY_MPPI, "--plot", "{ds}/sub/p.png"], 2, "--plot"),
+    ("plan-plot-unwritable-sub", ["plan", *TINY_MPPI, "--plot", "/sys/sub/p.png"], 2, "--plot"),
     # mbrl
     ("mbrl-iterations-0", ["mbrl", "--iterations", "0"], 2, "iterations"),
     ("mbrl-env-name", ["mbrl", "--env", "nope"], 2, "--env"),

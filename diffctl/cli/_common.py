@@ -252,12 +252,19 @@ class Outputs:
         self.overwrite = overwrite
         self.items: list[tuple[str, Path]] = []
         self.folders: list[tuple[str, str]] = []
+        self.makedirs: set[Path] = set()
 
-    def add(self, flag: str, path: str | os.PathLike, raw: str | None = None) -> Path:
+    def add(
+        self, flag: str, path: str | os.PathLike, raw: str | None = None, makedirs: bool = False
+    ) -> Path:
         """Register ``path``; ``raw`` is the value as typed (see ``raw_value``): one ending in
-        ``/`` names a folder, which a file output refuses."""
+        ``/`` names a folder, which a file output refuses. With ``makedirs`` the command
+        creates missing folders above ``path`` when it writes: the nearest existing one must
+        then be writable."""
         p = Path(path)
         self.items.append((flag, p))
+        if makedirs:
+            self.makedirs.add(p)
         if raw is not None and raw.endswith(("/", os.sep)):
             self.folders.append((flag, raw))
         return p
@@ -280,6 +287,9 @@ class Outputs:
                         "replaces an input, choose another name"
                     )
             folder = path.parent
+            if path in self.makedirs:
+                while not folder.exists() and folder.parent != folder:
+                    folder = folder.parent
             if not folder.is_dir():
                 what = "is not a folder" if folder.exists() else "does not exist"
                 raise UsageError(f"{flag}: folder {str(folder)!r} {what}")

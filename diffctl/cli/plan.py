@@ -322,13 +322,11 @@ def _main(argv: list[str]) -> int:
     config = parse(PlanCommandConfig, argv, prog="diffctl plan", description=HELP)
     outs = Outputs(config.overwrite)
     if config.plot is not None:
-        outs.add("--plot", config.plot, raw_value(argv, "--plot"))
+        outs.add("--plot", config.plot, raw_value(argv, "--plot"), makedirs=True)
     inputs = {"--model": config.model, "--reward": config.reward}
     if config.reward is not None:
         r = config.reward  # AIRL's h beside it (diffctl.irl.shaping_path)
         inputs["--reward (its shaping file)"] = r.with_name(f"{r.stem}.shaping{r.suffix or '.pt'}")
-    if config.plot is not None:  # the plot's folder is made when missing
-        config.plot.parent.mkdir(parents=True, exist_ok=True)
     outs.check(inputs)
     check_input("--model", config.model)
     check_input("--reward", config.reward)
