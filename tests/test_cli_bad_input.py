@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import os
 import random
 import signal
@@ -22,8 +23,7 @@ import torch
 
 from diffctl.cli import COMMANDS, HELP_LINES, main
 from diffctl.cli.collect import CollectConfig, collect
-from diffctl.data import load_dataset
-from diffctl.models import LinearModel, MLPDynamics, load_model, save_model
+from diffctl.models import LinearModel, MLPDynamics, save_model
 
 TINY_FIT = ["--epochs", "2", "--eval-horizon", "5", "--hidden", "8", "--no-progress"]
 TINY_PPO = ["--total-steps", "64", "--num-envs", "2", "--num-steps", "32", "--num-minibatches",
@@ -480,29 +480,35 @@ def test_sigterm_mid_write_removes_the_temp_file(f, tmp_path):
 
 
 # ----------------------------------------------------------------------------- seeds
-def test_collect_same_seed_same_dataset(tmp_path):
-    arrays = []
-    for i in range(2):
-        out = tmp_path / f"{i}.npz"
-        argv = ["collect", "--episodes", "2", "--seed", "7", "--no-progress", "--out", str(out)]
-        assert main(argv) == 0
-        traj, meta = load_dataset(out)
-        arrays.append((traj, meta["checksum"]))
-    (a, ca), (b, cb) = arrays
-    assert ca == cb
-    for name in ("obs", "actions", "rewards", "next_obs", "states", "terminated", "truncated"):
-        assert torch.equal(getattr(a, name), getattr(b, name)), name
+def test_collect_same_seed_same_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the 'created' date in the meta
+    out = tmp_path / "c.npz"
+    argv = ["collect", "--episodes", "2", "--seed", "7", "--no-progress", "--out", str(out)]
+    assert main(argv) == 0
+    first = out.read_bytes()
+    time.sleep(1.1)  # a clock that leaks into the file would show
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_bytes() == first
+    assert main([*argv, "--overwrite", "--seed", "8"]) == 0
+    assert out.read_bytes() != first
+
+
+def _without_times(text: str) -> dict:
+    data = json.loads(text)
+    for rec in data["history"]:
+        rec.pop("wall_time", None)
+    return data
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp", "ensemble", "greybox"])
-def test_fit_same_seed_same_model(f, tmp_path, kind):
+def test_fit_same_seed_same_bytes(f, tmp_path, kind):
     extra = {"ensemble": ["--num-members", "2"], "greybox": ["--params", "m"]}.get(kind, [])
-    models = []
-    for i in range(2):
-        out = tmp_path / f"{i}.pt"
-        argv = ["fit", "--data", str(f["ds"]), "--model", kind, "--seed", "1", "--no-plot",
-                *TINY_FIT, *extra, "--out", str(out)]  # fmt: skip
+    out = tmp_path / "m.pt"
+    argv = ["fit", "--data", str(f["ds"]), "--model", kind, "--seed", "1", *TINY_FIT, *extra,
+            "--out", str(out), "--overwrite"]  # fmt: skip
+    files = []
+    for _ in range(2):
         assert main(argv) == 0
-        models.append(load_model(out).state_dict())
-    a, b = models
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), kind
+        files.append((out.read_bytes(), out.with_suffix(".png").read_bytes(),
+                      _without_times(out.with_suffix(".json").read_text())))  # fmt: skip
+    assert files[0] == files[1], kind  # model and plot bitwise; history but its wall times

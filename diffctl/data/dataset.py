@@ -3,7 +3,8 @@
 File layout (format ``diffctl.dataset/1``): one array per ``Trajectory`` field (``obs``,
 ``actions``, ``rewards``, ``next_obs``, ``terminated``, ``truncated``, optional ``states`` /
 ``next_states``, ``extras.<name>``), time-major ``[T, B, ...]``, plus ``__meta__``: a JSON string
-with the caller's metadata and ``format``, ``diffctl_version``, ``created`` (UTC, ISO 8601) and
+with the caller's metadata and ``format``, ``diffctl_version``, ``created`` (UTC, ISO 8601;
+``SOURCE_DATE_EPOCH`` when set, so that the same data gives the same bytes) and
 ``checksum`` (``content_digest`` of the arrays; checked on loading, on top of the zip CRCs).
 Pickled objects are never written or read.
 """
@@ -108,7 +109,7 @@ def save_dataset(
     full_meta.update(
         format=FORMAT,
         diffctl_version=__version__,
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_created(),
         checksum=content_digest(arrays),
     )
     try:
@@ -116,7 +117,29 @@ def save_dataset(
     except (TypeError, ValueError) as e:
         raise TypeError(f"meta: not JSON serialisable: {e}") from e
     arrays[_META] = np.array(meta_json)
-    return atomic_write(p, lambda f: np.savez(f, **arrays))
+    return atomic_write(p, lambda f: _savez(f, arrays))
+
+
+def _created() -> str:
+    """Now (UTC, ISO 8601), or ``SOURCE_DATE_EPOCH`` when set (reproducible builds' variable),
+    so the same data saved twice can be the same bytes."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    now = (
+        _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
+        if epoch and epoch.isdigit()
+        else _dt.datetime.now(_dt.timezone.utc)
+    )
+    return now.isoformat(timespec="seconds")
+
+
+def _savez(f: Any, arrays: Mapping[str, np.ndarray]) -> None:
+    """``np.savez`` with a fixed date on every member (numpy stamps the current time), so the
+    file's bytes depend on its content only (the save time is ``created`` in the metadata)."""
+    with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as z:
+        for name, a in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(a), allow_pickle=False)
 
 
 def load_dataset(
