@@ -150,6 +150,8 @@ def load_model(
             f"{model.act_dim})"
         )
     own = model.state_dict()
+    if isinstance(model, EnsembleDynamics) and "elite_idx" not in state:  # saved before elites
+        state = {**state, "elite_idx": own["elite_idx"]}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:

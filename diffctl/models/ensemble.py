@@ -10,7 +10,13 @@ Probabilistic Dynamics Models", NeurIPS 2018:
   every step (TS-1) or fixed for the whole trajectory (TS-inf).
 
 All members run as one batched matmul per layer (weights ``[E, in, out]``), never a Python
-loop over members.
+loop over members. The networks predict the standardised state change ``(x' - x - mean) / std``
+from standardised inputs (both normalisers fitted on the training data by ``prepare``).
+
+Elites (as in PETS's and MBPO's code): ``fit`` keeps the ``num_elites`` members with the lowest
+one-step error on the held-out episodes (``select_elites``); the ensemble mean, trajectory
+sampling and the planners then use the elites only (member ``k`` of a planner is elite ``k``).
+With ``num_elites = num_members`` (the default) every member is an elite.
 """
 
 from __future__ import annotations
@@ -42,8 +48,12 @@ class EnsembleLinear(nn.Module):
         )
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
-    def forward(self, h: Tensor) -> Tensor:
-        return torch.matmul(h, self.weight) + self.bias
+    def forward(self, h: Tensor, members: Tensor | None = None) -> Tensor:
+        """``h [E, N, in]``; with ``members [E']`` (int64), ``h [E', N, in]`` through those
+        members only."""
+        if members is None:
+            return torch.baddbmm(self.bias, h, self.weight)
+        return torch.baddbmm(self.bias[members], h, self.weight[members])
 
 
 class EnsembleDynamics(DynamicsModel):
@@ -52,6 +62,8 @@ class EnsembleDynamics(DynamicsModel):
     Args:
         state_dim, act_dim: ``nx``, ``nu``.
         num_members: ensemble size ``E``.
+        num_elites: members used for prediction and planning once ``select_elites`` has run
+            (None: all; PETS/MBPO: 5 of 7).
         hidden, activation, angle_dims: as in ``MLPDynamics``.
         max_logvar, min_logvar: initial soft bounds of the standardised log-variance.
         logvar_bound_weight: weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss.
@@ -65,6 +77,7 @@ class EnsembleDynamics(DynamicsModel):
         act_dim: int,
         *,
         num_members: int = 5,
+        num_elites: int | None = None,
         hidden: Sequence[int] = (200, 200),
         activation: str = "silu",
         angle_dims: Sequence[int] = (),
@@ -78,6 +91,15 @@ class EnsembleDynamics(DynamicsModel):
         _check_arch(hidden, activation, angle_dims, state_dim)
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ValueError(f"num_members: expected a positive int, got {num_members!r}")
+        num_elites = num_members if num_elites is None else num_elites
+        if (
+            isinstance(num_elites, bool)
+            or not isinstance(num_elites, int)
+            or not 1 <= num_elites <= num_members
+        ):
+            raise ValueError(
+                f"num_elites: expected an int in [1, num_members={num_members}], got {num_elites!r}"
+            )
         if not max_logvar > min_logvar:
             raise ValueError(
                 f"max_logvar: must exceed min_logvar, got {max_logvar} <= {min_logvar}"
@@ -85,6 +107,7 @@ class EnsembleDynamics(DynamicsModel):
         if not logvar_bound_weight >= 0:
             raise ValueError(f"logvar_bound_weight: expected >= 0, got {logvar_bound_weight}")
         self.num_members = num_members
+        self.num_elites = num_elites
         self.hidden = hidden
         self.activation = activation
         self.angle_dims = angle_dims
@@ -100,42 +123,61 @@ class EnsembleDynamics(DynamicsModel):
         self.net = nn.Sequential(*layers)
         self.max_logvar = nn.Parameter(torch.full((state_dim,), float(max_logvar)))
         self.min_logvar = nn.Parameter(torch.full((state_dim,), float(min_logvar)))
+        #: the elite members, best first (``select_elites``); saved with the state dict
+        self.register_buffer("elite_idx", torch.arange(num_elites))
+        self.register_load_state_dict_pre_hook(_default_elites)
 
     # ------------------------------------------------------------------ core
     def _features(self, x: Tensor, u: Tensor) -> Tensor:
         return self.in_norm.normalize(torch.cat([angle_features(x, self.angle_dims), u], dim=-1))
 
-    def _gaussian(self, feats: Tensor) -> tuple[Tensor, Tensor]:
-        """Standardised member means and log-variances ``[E, N, nx]`` for ``feats [E, N, F]``."""
-        out = self.net(feats)
-        mean, raw = out[..., : self.state_dim], out[..., self.state_dim :]
+    def _gaussian(self, feats: Tensor, members: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Standardised member means and log-variances ``[E, N, nx]`` for ``feats [E, N, F]``
+        (with ``members [E']``: ``feats [E', N, F]`` through those members)."""
+        h = feats
+        for layer in self.net:
+            h = layer(h, members) if isinstance(layer, EnsembleLinear) else layer(h)
+        mean, raw = h[..., : self.state_dim], h[..., self.state_dim :]
         # soft bounds (PETS, Appendix A.1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
         return mean, logvar
 
+    def _elites(self) -> Tensor | None:
+        """``elite_idx``, or None when every member is an elite in order (no gather needed)."""
+        return None if self.num_elites == self.num_members else self.elite_idx
+
     def _all_members(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-        """All members on all rows of ``x [..., nx]``: standardised mean, logvar ``[E, N, nx]``."""
+        """The elites on all rows of ``x [..., nx]``: standardised mean, logvar ``[E', N, nx]``."""
         feats = self._features(x, u).reshape(1, -1, self.in_norm.mean.shape[0])
-        return self._gaussian(feats.expand(self.num_members, -1, -1))
+        return self._gaussian(feats.expand(self.num_elites, -1, -1), self._elites())
+
+    def step_members(self, x: Tensor, u: Tensor) -> Tensor:
+        """Next states ``[E', M, nx]`` of ``x [E', M, nx]``, ``u [E', M, nu]`` with slice ``k``
+        through elite ``k`` only (its mean prediction): the planners' fast ensemble call, ``1/E'``
+        of the work of ``forward(x, u, member)`` (which evaluates every elite on every row)."""
+        mean, _ = self._gaussian(self._features(x, u), self._elites())
+        return x + self.out_norm.denormalize(mean)
 
     def forward(self, x: Tensor, u: Tensor, member: Tensor | None = None) -> Tensor:
-        """Ensemble-mean next state ``[..., nx]``; with ``member`` (int64 ``[...]``), the mean
-        prediction of each row's own member instead (the planners' ensemble calling convention;
-        it evaluates every member on every row, ``sample`` is the cheaper TS path)."""
+        """Mean of the elites' next states ``[..., nx]``; with ``member`` (int64 ``[...]`` in
+        ``[0, num_elites)``; larger values wrap around), the mean prediction of each row's own
+        elite instead (the planners' ensemble calling convention; it evaluates every elite on
+        every row, ``step_members`` and ``sample`` are the cheaper TS paths)."""
         mean, _ = self._all_members(x, u)
-        delta = self.out_norm.denormalize(mean)  # [E, N, nx]
+        delta = self.out_norm.denormalize(mean)  # [E', N, nx]
         if member is None:
             delta = delta.mean(0)
         else:
+            member = torch.remainder(member, self.num_elites)
             idx = member.reshape(1, -1, 1).expand(1, delta.shape[1], self.state_dim)
             delta = torch.gather(delta, 0, idx)[0]
         return x + delta.reshape(x.shape)
 
     def member_predictions(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-member next-state mean and aleatoric variance, both ``[E, ..., nx]``."""
+        """Per-elite next-state mean and aleatoric variance, both ``[E', ..., nx]``."""
         mean, logvar = self._all_members(x, u)
-        shape = (self.num_members, *x.shape)
+        shape = (self.num_elites, *x.shape)
         mu = x + self.out_norm.denormalize(mean).reshape(shape)
         var = (logvar.exp() * self.out_norm.std**2).reshape(shape)
         return mu, var
@@ -160,7 +202,7 @@ class EnsembleDynamics(DynamicsModel):
     ) -> Tensor:
         """Trajectory-sampling step (PETS Sec. 4.2) of ``N`` particles ``x [..., nx]``.
 
-        Row ``i`` of the flattened batch is propagated by member ``i % E`` (``"tsinf"``: the same
+        Row ``i`` of the flattened batch is propagated by elite ``i % E'`` (``"tsinf"``: the same
         member at every call, so a particle keeps its member over a trajectory) or by a member
         re-drawn at every call (``"ts1"``: a random balanced assignment). With ``noise`` the
         output is a sample of that member's Gaussian, else its mean. Returns ``[..., nx]``.
@@ -170,7 +212,7 @@ class EnsembleDynamics(DynamicsModel):
         """
         if mode not in TS_MODES:
             raise ValueError(f"mode: expected one of {TS_MODES}, got {mode!r}")
-        e = self.num_members
+        e = self.num_elites
         feats = self._features(x, u)
         f_dim = feats.shape[-1]
         feats = feats.reshape(-1, f_dim)
@@ -183,7 +225,7 @@ class EnsembleDynamics(DynamicsModel):
         if pad:
             feats = torch.cat([feats, feats.new_zeros(pad, f_dim)])
         m = (n + pad) // e
-        mean, logvar = self._gaussian(feats.reshape(m, e, f_dim).transpose(0, 1))
+        mean, logvar = self._gaussian(feats.reshape(m, e, f_dim).transpose(0, 1), self._elites())
         if noise:  # aleatoric sample of the member's Gaussian
             eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
             mean = mean + torch.exp(0.5 * logvar) * eps
@@ -230,12 +272,41 @@ class EnsembleDynamics(DynamicsModel):
         nll = ((mean - target) ** 2 * torch.exp(-logvar) + logvar).mean()
         return nll + self.logvar_bound_weight * (self.max_logvar.sum() - self.min_logvar.sum())
 
+    @torch.no_grad()
+    def member_errors(self, x: Tensor, u: Tensor, x_next: Tensor, chunk: int = 65536) -> Tensor:
+        """Mean squared error ``[E]`` of every member's mean prediction of the standardised
+        state change on the rows ``x [N, nx], u [N, nu], x_next [N, nx]`` (elite selection)."""
+        total = torch.zeros(self.num_members, device=x.device, dtype=x.dtype)
+        for i in range(0, x.shape[0], chunk):
+            xs, us, ys = x[i : i + chunk], u[i : i + chunk], x_next[i : i + chunk]
+            feats = self._features(xs, us).expand(self.num_members, -1, -1)
+            mean, _ = self._gaussian(feats)
+            target = self.out_norm.normalize(ys - xs)
+            total = total + ((mean - target) ** 2).mean(-1).sum(-1)
+        return total / max(x.shape[0], 1)
+
+    @torch.no_grad()
+    def select_elites(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
+        """Keep the ``num_elites`` members with the lowest ``member_errors`` on these (held-out)
+        rows as ``elite_idx`` (best first); returns the errors ``[E]``."""
+        err = self.member_errors(x, u, x_next)
+        self.elite_idx.copy_(err.argsort()[: self.num_elites])
+        return err
+
     def init_kwargs(self) -> dict[str, Any]:
         return {
             **super().init_kwargs(),
             "num_members": self.num_members,
+            "num_elites": self.num_elites,
             "hidden": list(self.hidden),
             "activation": self.activation,
             "angle_dims": list(self.angle_dims),
             "logvar_bound_weight": self.logvar_bound_weight,
         }
+
+
+def _default_elites(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load state dicts saved before elites existed: every member is an elite, in order."""
+    key = prefix + "elite_idx"
+    if key not in state_dict and isinstance(module, EnsembleDynamics):
+        state_dict[key] = torch.arange(module.num_elites, device=module.elite_idx.device)

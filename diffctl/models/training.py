@@ -4,7 +4,9 @@ Training splits the log into train/validation sets by whole episodes, fits the m
 normalisers on the training part, then minimises the model's one-step loss (or, for a training
 horizon ``k > 1``, the standardised open-loop error of ``k``-step rollouts) with Adam on
 minibatches, keeping the parameters with the best validation loss (early stopping).
-``LinearModel`` is solved in closed form instead.
+``LinearModel`` is solved in closed form instead. An ``EnsembleDynamics`` trains all members as
+one batched network, each on its own bootstrap resample, then keeps its ``num_elites`` best
+members on the validation episodes (the training ones without a validation split) as elites.
 
 Metrics (on the validation episodes, else the training ones):
 - ``one_step_mse``: mean squared one-step prediction error in state units;
@@ -103,11 +105,13 @@ class FitConfig:
 @dataclass
 class FitResult:
     """Outcome of ``fit``: the trained ``model`` (best validation epoch), per-epoch ``history``
-    (dicts with epoch, train_loss, val_loss, wall_time) and final ``metrics`` (see module doc)."""
+    (dicts with epoch, train_loss, val_loss, wall_time) and final ``metrics`` (see module doc;
+    ensembles add ``member_errors``, each member's standardised one-step MSE on the held-out
+    episodes, and ``elites``)."""
 
     model: DynamicsModel
     history: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def model_device_dtype(model: DynamicsModel) -> tuple[torch.device, torch.dtype]:
@@ -240,6 +244,10 @@ def fit(model: DynamicsModel, dataset: Any, config: FitConfig | None = None) -> 
         )
     else:
         history = _gradient_fit(model, train, val, scale, config, gen, device)
+    member_errors = None
+    if isinstance(model, EnsembleDynamics):  # elites by held-out one-step error (PETS/MBPO)
+        held = val if val is not None else train
+        member_errors = model.select_elites(held.x, held.u, held.x_next).tolist()
     metrics = evaluate(
         model,
         val if val is not None else train,
@@ -250,6 +258,9 @@ def fit(model: DynamicsModel, dataset: Any, config: FitConfig | None = None) -> 
     metrics["train_episodes"] = train.num_episodes
     metrics["val_episodes"] = 0 if val is None else val.num_episodes
     metrics["train_transitions"] = len(train)
+    if member_errors is not None:
+        metrics["member_errors"] = member_errors
+        metrics["elites"] = model.elite_idx.tolist()
     return FitResult(model=model, history=history, metrics=metrics)
 
 

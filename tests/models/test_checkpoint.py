@@ -20,11 +20,15 @@ from diffctl.models import (
 
 
 def trained_like(model):
-    """Give every parameter and buffer non-default values."""
+    """Give every floating parameter and buffer non-default values (and reverse an ensemble's
+    elite order)."""
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for t in (*model.parameters(), *model.buffers()):
-            t.add_(0.1 * torch.rand(t.shape, generator=g, dtype=t.dtype))
+            if t.is_floating_point():
+                t.add_(0.1 * torch.rand(t.shape, generator=g, dtype=t.dtype))
+            else:
+                t.copy_(t.flip(0))
     return model
 
 
