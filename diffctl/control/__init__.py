@@ -8,6 +8,9 @@ from .cost import LeastSquaresCost as LeastSquaresCost
 from .cost import QuadCost as QuadCost
 from .cost import RewardCost as RewardCost
 from .dynamics import LinearDynamics as LinearDynamics
+from .icem import ICEM as ICEM
+from .icem import ICEMConfig as ICEMConfig
+from .icem import colored_noise as colored_noise
 from .lqr import DAREResult as DAREResult
 from .lqr import LQRSolution as LQRSolution
 from .lqr import dare as dare
@@ -17,6 +20,7 @@ from .mpc import MPCConfig as MPCConfig
 from .policy import MPCPolicy as MPCPolicy
 from .sampling import CEM as CEM
 from .sampling import MPPI as MPPI
+from .sampling import TS_MODES as TS_MODES
 from .sampling import CEMConfig as CEMConfig
 from .sampling import MPPIConfig as MPPIConfig
 from .shooting import RolloutObjective as RolloutObjective

@@ -6,6 +6,7 @@ Every planner minimises a cost over a horizon ``T`` from a batch of start states
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -25,6 +26,8 @@ class PlanResult:
         converged: per-example convergence mask ``[B]`` (bool).
         iterations: iterations used per example ``[B]`` (int64).
         info: planner-specific extras (line-search steps, residuals, ...).
+        solve_time: wall time of the solve in seconds (NaN where a planner does not time
+            itself); one control step of ``MPCPolicy`` costs one solve.
     """
 
     actions: Tensor
@@ -33,6 +36,7 @@ class PlanResult:
     converged: Tensor
     iterations: Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    solve_time: float = math.nan
 
 
 @runtime_checkable

@@ -15,16 +15,37 @@ receding horizon (warm start = the previous plan shifted by one step).
   control-noise term ``lambda * u' Sigma^-1 eps``) and move the nominal sequence by the
   weighted noise.
 
-Ensembles (trajectory sampling, PETS TS-infinity): with ``ensemble_size = E > 0`` the dynamics
-is called as ``f(x [N, nx], u [N, nu], member [N])`` where ``member`` (int64 in ``[0, E)``)
-assigns each particle one ensemble member for the whole horizon; each sampled sequence is
-rolled out with ``particles`` particles and scored by their mean cost. With
-``ensemble_size = 0`` the dynamics is called as ``f(x, u)`` (particles > 1 then only helps a
-dynamics that samples internally).
+Ensembles (trajectory sampling, PETS Sec. 4.2): with ``ensemble_size = E > 0`` every sampled
+sequence is rolled out by ``particles`` particles and scored by their mean cost; each particle is
+propagated by one member, fixed for the whole horizon (``ts_mode = "tsinf"``) or re-drawn at
+every step (``"ts1"``). Members are assigned in balanced blocks: the ``N`` particles are put in
+a random order over ``E * M`` slots (``M = ceil(N / E)``, a few duplicated particles fill the
+last block) and slot ``s`` belongs to member ``s // M``; TS-inf draws one order per rollout,
+TS-1 one per step. The dynamics is called either
+- as ``f(x [N, nx], u [N, nu], member [N])`` with ``member`` (int64 in ``[0, E)``) the member
+  of each particle (any callable), or
+- when it has ``step_members`` and ``num_elites == E`` (``diffctl.models.EnsembleDynamics``):
+  as ``f.step_members(x [E, M, nx], u [E, M, nu]) -> [E, M, nx]``, slice ``m`` through member
+  ``m`` only, with the particles gathered into their slots and scattered back. Both give the
+  same numbers; the second does ``1/E`` of the work of evaluating every member on every row.
+With ``ensemble_size = 0`` the dynamics is called as ``f(x, u)`` (particles > 1 then only helps
+a dynamics that samples internally).
+
+Every ``PlanResult`` carries ``solve_time`` (seconds of host wall time of ``plan``; on a GPU the
+solve ends with one synchronisation so that the number is the real one). With ``compile=True``
+the step of the rollout (the dynamics of all particles for one step, with the ensemble's
+gather and scatter), the inner loop of every iteration, runs through ``torch.compile``; the
+cost of all steps is one batched call after it. Compiling one step rather than the unrolled
+horizon keeps the first solve's compile time at seconds (a 30-step unrolled graph took over a
+minute on a 2-core CPU). The eager path is the reference it is tested against. The random
+numbers (samples, member assignments) are drawn eagerly from the planner's generator, so a
+seed fixes the plan; a solve has no host synchronisation before its end.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,13 +57,28 @@ from .base import PlanResult
 from .cost import Cost
 from .shooting import RolloutObjective, _check_x0, _initial_actions, action_bounds
 
-__all__ = ["CEMConfig", "CEM", "MPPIConfig", "MPPI"]
+__all__ = ["CEMConfig", "CEM", "MPPIConfig", "MPPI", "TS_MODES"]
+
+#: trajectory-sampling modes of ensembles (PETS Sec. 4.2)
+TS_MODES = ("tsinf", "ts1")
 
 
 def _check_int(cfg: Any, name: str, minimum: int = 1) -> None:
     v = getattr(cfg, name)
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
         raise ValueError(f"{name}: expected an int >= {minimum}, got {v!r}")
+
+
+def _check_common(cfg: Any) -> None:
+    """The fields every sampling config shares (errors name the field)."""
+    for name in ("horizon", "num_samples", "iterations", "particles"):
+        _check_int(cfg, name)
+    _check_int(cfg, "ensemble_size", 0)
+    _check_int(cfg, "seed", 0)
+    if cfg.ts_mode not in TS_MODES:
+        raise ValueError(f"ts_mode: expected one of {TS_MODES}, got {cfg.ts_mode!r}")
+    if not isinstance(cfg.compile, bool):
+        raise ValueError(f"compile: expected a bool, got {cfg.compile!r}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +102,11 @@ class CEMConfig:
             bang-bang solutions such as the pendulum swing-up).
         particles: rollouts per sampled sequence, scored by their mean cost (PETS used 20 with
             an ensemble of 5; 1 suits deterministic dynamics).
-        ensemble_size: 0, or ``E``: call ``dynamics(x, u, member)`` (see module docstring).
+        ensemble_size: 0, or ``E``: trajectory sampling over ``E`` members (module docstring).
+        ts_mode: ``"tsinf"`` (a particle keeps its member over the horizon) or ``"ts1"`` (a
+            member re-drawn every step); only with ``ensemble_size > 0``.
+        compile: run the rollout's step function through ``torch.compile`` (the first solve
+            compiles, a second population size recompiles once with dynamic shapes).
         seed: seed of the planner's generator when none is given.
     """
 
@@ -80,15 +120,15 @@ class CEMConfig:
     bound_mode: str = "truncate"
     particles: int = 1
     ensemble_size: int = 0
+    ts_mode: str = "tsinf"
+    compile: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.bound_mode not in ("truncate", "clip"):
             raise ValueError(f"bound_mode: expected 'truncate' or 'clip', got {self.bound_mode!r}")
-        for name in ("horizon", "num_samples", "num_elites", "iterations", "particles"):
-            _check_int(self, name)
-        _check_int(self, "ensemble_size", 0)
-        _check_int(self, "seed", 0)
+        _check_common(self)
+        _check_int(self, "num_elites")
         if self.num_elites > self.num_samples:
             raise ValueError(
                 f"num_elites: must be <= num_samples ({self.num_samples}), got {self.num_elites}"
@@ -117,7 +157,7 @@ class MPPIConfig:
             (absolute when there are no bounds).
         iterations: updates of the nominal sequence per plan (the paper: 1 per control step).
         control_cost: add the paper's ``lambda * u' Sigma^-1 eps`` term to each sample's cost.
-        particles, ensemble_size, seed: as in ``CEMConfig``.
+        particles, ensemble_size, ts_mode, compile, seed: as in ``CEMConfig``.
     """
 
     horizon: int = 30
@@ -128,13 +168,12 @@ class MPPIConfig:
     control_cost: bool = True
     particles: int = 1
     ensemble_size: int = 0
+    ts_mode: str = "tsinf"
+    compile: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "num_samples", "iterations", "particles"):
-            _check_int(self, name)
-        _check_int(self, "ensemble_size", 0)
-        _check_int(self, "seed", 0)
+        _check_common(self)
         if not self.temperature > 0:
             raise ValueError(f"temperature: expected a positive float, got {self.temperature!r}")
         if not self.noise_std > 0:
@@ -165,10 +204,19 @@ class _SamplingPlanner:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator: expected a torch.Generator, got {type(generator)}")
         self.generator = generator
+        self._compiled: tuple[Any, tuple[Any, Any]] | None = None
 
     @property
     def horizon(self) -> int:
         return self.config.horizon
+
+    def _members_step(self) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """The dynamics' ``step_members`` when it fits ``ensemble_size`` (module docstring)."""
+        E = self.config.ensemble_size
+        step = getattr(self.objective.dynamics, "step_members", None)
+        if E > 0 and callable(step) and getattr(self.objective.dynamics, "num_elites", 0) == E:
+            return step
+        return None
 
     def _setup(
         self, x0: Tensor, warm_start: Tensor | None
@@ -185,20 +233,90 @@ class _SamplingPlanner:
             mean = torch.minimum(torch.maximum(mean, lo), hi)
         return x0, lo, hi, mean, self.generator
 
-    def _score(self, x0: Tensor, seqs: Tensor, gen: torch.Generator) -> Tensor:
-        """Mean cost over particles ``[B, K]`` of action sequences ``seqs [B, K, T, nu]``."""
+    # ------------------------------------------------------------------ particles
+    def _assign(self, n: int, T: int, gen: torch.Generator, device: torch.device):
+        """Balanced member blocks for ``n`` particles (module docstring).
+
+        Returns ``src [S, E * M]`` (the particle in each slot; slot ``s`` is member ``s // M``)
+        and ``dst [S, n]`` (each particle's slot), ``S = 1`` (TS-inf) or ``T`` (TS-1).
+        """
         cfg = self.config
+        E = cfg.ensemble_size
+        M = -(-n // E)
+        S = T if cfg.ts_mode == "ts1" else 1
+        order = torch.rand(S, E * M, generator=gen, device=device).argsort(dim=-1)
+        return order % n, order.argsort(dim=-1)[:, :n]
+
+    def _step(self, x: Tensor, u: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+        """One step ``[N, nx]`` of the particles ``x [N, nx]`` under ``u [N, nu]``, each through
+        its member (``src``/``dst``: one row of ``_assign``). Pure: no random numbers and no host
+        synchronisation; this is what ``compile=True`` compiles."""
+        E = self.config.ensemble_size
+        M = src.shape[-1] // E
+        step = self._members_step()
+        if step is None:
+            return self.objective._f(x, u, torch.div(dst, M, rounding_mode="floor"))
+        # gather the particles into member blocks, one member per block, and scatter back
+        y = step(x[src].reshape(E, M, x.shape[-1]), u[src].reshape(E, M, u.shape[-1]))
+        return y.reshape(E * M, x.shape[-1])[dst]
+
+    def _plain_step(self, x: Tensor, u: Tensor) -> Tensor:
+        return self.objective._f(x, u)
+
+    def _step_fn(self, compiled: bool) -> tuple[Callable[..., Tensor], Callable[..., Tensor]]:
+        """The two step functions, compiled (once per planner, not per copy) when asked."""
+        if not (compiled and self.config.compile):
+            return self._step, self._plain_step
+        if self._compiled is None or self._compiled[0] is not self:
+            fns = (torch.compile(self._step), torch.compile(self._plain_step))
+            self._compiled = (self, fns)
+        return self._compiled[1]
+
+    def _rollout_cost(
+        self,
+        x0: Tensor,
+        us: Tensor,
+        src: Tensor | None = None,
+        dst: Tensor | None = None,
+        compiled: bool = True,
+    ) -> tuple[Tensor, Tensor]:
+        """``(cost [N], states [T + 1, N, nx])`` of particles ``x0 [N, nx]`` under ``us [T, N,
+        nu]``; with ``src``/``dst`` (``_assign``) through their ensemble members. The cost of
+        all steps is one batched call after the rollout."""
+        ens_step, plain_step = self._step_fn(compiled)
+        xs = [x0]
+        for t in range(us.shape[0]):
+            if src is None or dst is None:
+                xs.append(plain_step(xs[-1], us[t]))
+            else:
+                j = t if src.shape[0] > 1 else 0
+                xs.append(ens_step(xs[-1], us[t], src[j], dst[j]))
+        states = torch.stack(xs)
+        return self.objective.total_cost(states, us), states
+
+    def _particles(
+        self, x0: Tensor, seqs: Tensor, gen: torch.Generator, compiled: bool = True
+    ) -> tuple[Tensor, Tensor]:
+        """Costs ``[N]`` and states ``[T + 1, N, nx]`` of the ``N = B * K * P`` particles
+        (row ``(b, k, p)``) rolling out the action sequences ``seqs [B, K, T, nu]``."""
         B, K, T, nu = seqs.shape
-        P = cfg.particles
+        P = self.config.particles
         N = B * K * P
         xs0 = x0[:, None, None, :].expand(B, K, P, x0.shape[-1]).reshape(N, -1)
         us = seqs[:, :, None].expand(B, K, P, T, nu).reshape(N, T, nu).transpose(0, 1)
-        member = None
-        if cfg.ensemble_size > 0:  # TS-infinity: one member per particle for the whole horizon
-            member = torch.randint(cfg.ensemble_size, (N,), generator=gen, device=x0.device)
-        cost, _ = self.objective(xs0, us, member)
-        cost = torch.nan_to_num(cost, nan=float("inf"))  # a diverging model never wins
-        return cost.reshape(B, K, P).mean(-1)
+        assignment = ()
+        if self.config.ensemble_size > 0:
+            assignment = self._assign(N, T, gen, x0.device)
+        cost, states = self._rollout_cost(xs0, us, *assignment, compiled=compiled)
+        return torch.nan_to_num(cost, nan=math.inf), states  # a diverging model never wins
+
+    def _score(
+        self, x0: Tensor, seqs: Tensor, gen: torch.Generator, compiled: bool = True
+    ) -> Tensor:
+        """Mean cost over particles ``[B, K]`` of action sequences ``seqs [B, K, T, nu]``."""
+        B, K = seqs.shape[:2]
+        cost, _ = self._particles(x0, seqs, gen, compiled)
+        return cost.reshape(B, K, self.config.particles).mean(-1)
 
     def _result(
         self,
@@ -208,23 +326,28 @@ class _SamplingPlanner:
         iters: Tensor,
         gen: torch.Generator,
         info: dict[str, Any],
+        t0: float,
     ) -> PlanResult:
         """Roll out the plan ``mean [B, T, nu]`` (first particle's states, mean cost)."""
         cfg = self.config
         B = x0.shape[0]
         actions = mean.transpose(0, 1).contiguous()
-        cost = self._score(x0, mean[:, None], gen)[:, 0]
+        cost = self._score(x0, mean[:, None], gen, compiled=False)[:, 0]
         member = None
         if cfg.ensemble_size > 0:
             member = torch.zeros(B, dtype=torch.int64, device=x0.device)
         states = self.objective.rollout(x0, actions, member)
+        converged = converged & torch.isfinite(cost)
+        if x0.device.type == "cuda":  # the one synchronisation of a solve, for its timing
+            torch.cuda.synchronize(x0.device)
         return PlanResult(
             actions=actions,
             states=states,
             cost=cost,
-            converged=converged & torch.isfinite(cost),
+            converged=converged,
             iterations=iters,
             info=info,
+            solve_time=time.perf_counter() - t0,
         )
 
 
@@ -271,6 +394,7 @@ class CEM(_SamplingPlanner):
     @torch.no_grad()
     def plan(self, x0: Tensor, warm_start: Tensor | None = None) -> PlanResult:
         """Plan actions ``[T, B, nu]`` for start states ``x0 [B, nx]``."""
+        t0 = time.perf_counter()
         cfg = self.config
         x0, lo, hi, mean, gen = self._setup(x0, warm_start)
         B, T, nu = mean.shape
@@ -302,9 +426,8 @@ class CEM(_SamplingPlanner):
             var = torch.where(keep, new_var, var)
             iters = iters + active.to(torch.int64)
         converged = var.amax(dim=(1, 2)) <= cfg.epsilon
-        return self._result(
-            x0, mean, converged, iters, gen, {"std_max": var.amax(dim=(1, 2)).sqrt()}
-        )
+        info = {"std_max": var.amax(dim=(1, 2)).sqrt()}
+        return self._result(x0, mean, converged, iters, gen, info, t0)
 
 
 class MPPI(_SamplingPlanner):
@@ -335,6 +458,7 @@ class MPPI(_SamplingPlanner):
     @torch.no_grad()
     def plan(self, x0: Tensor, warm_start: Tensor | None = None) -> PlanResult:
         """Plan actions ``[T, B, nu]`` for start states ``x0 [B, nx]``."""
+        t0 = time.perf_counter()
         cfg = self.config
         x0, lo, hi, mean, gen = self._setup(x0, warm_start)
         B, T, nu = mean.shape
@@ -358,4 +482,4 @@ class MPPI(_SamplingPlanner):
                 mean = torch.minimum(torch.maximum(mean, lo), hi)
         iters = torch.full((B,), cfg.iterations, dtype=torch.int64, device=x0.device)
         converged = torch.ones(B, dtype=torch.bool, device=x0.device)
-        return self._result(x0, mean, converged, iters, gen, {"effective_samples": ess})
+        return self._result(x0, mean, converged, iters, gen, {"effective_samples": ess}, t0)

@@ -1,0 +1,146 @@
+"""Trajectory sampling over ensembles (PETS TS-1 / TS-inf) in CEM, MPPI and iCEM: every particle
+is propagated by the member it was assigned, in balanced member blocks, through either calling
+convention (``f(x, u, member)`` or ``step_members``) with the same numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffctl.control import CEM, ICEM, MPPI, CEMConfig, ICEMConfig, MPPIConfig
+from diffctl.models import EnsembleDynamics
+
+D = torch.float64
+E, T = 3, 4
+
+
+class DigitEnsemble:
+    """``x' = E x + member``: after ``T`` steps from 0 a particle's state spells the members that
+    propagated it, in base ``E``. Offers both ensemble calling conventions (or only the first)."""
+
+    def __init__(self, fast: bool) -> None:
+        self.num_elites = E
+        self.calls: list[str] = []
+        if fast:
+            self.step_members = self._step_members
+
+    def __call__(self, x, u, member):
+        self.calls.append("member")
+        return E * x + member[:, None].to(x.dtype) + 0 * u[:, :1]
+
+    def _step_members(self, x, u):
+        self.calls.append("blocks")
+        m = torch.arange(x.shape[0], dtype=x.dtype)[:, None, None]
+        return E * x + m + 0 * u[..., :1]
+
+
+def _digits(xT: torch.Tensor) -> torch.Tensor:
+    """Members ``[N, T]`` (step order) spelled by final states ``xT [N]``."""
+    v = xT.round().long()
+    return torch.stack([(v // E ** (T - 1 - t)) % E for t in range(T)], 1)
+
+
+def _planner(kind, dyn, ts_mode, samples=10, particles=2):
+    common = dict(
+        horizon=T,
+        num_samples=samples,
+        particles=particles,
+        ensemble_size=E,
+        ts_mode=ts_mode,
+        iterations=1,
+    )
+    kw = dict(cost=lambda x, u: x.sum(-1), nu=1, action_low=-1.0, action_high=1.0)
+    if kind == "cem":
+        return CEM(dyn, config=CEMConfig(num_elites=2, **common), **kw)
+    if kind == "mppi":
+        return MPPI(dyn, config=MPPIConfig(**common), **kw)
+    return ICEM(dyn, config=ICEMConfig(num_elites=2, **common), **kw)
+
+
+def _members(kind, ts_mode, fast, B=2, K=10, P=2, seed=0):
+    dyn = DigitEnsemble(fast)
+    planner = _planner(kind, dyn, ts_mode)
+    seqs = torch.zeros(B, K, T, 1, dtype=D)
+    cost, states = planner._particles(
+        torch.zeros(B, 1, dtype=D), seqs, torch.Generator().manual_seed(seed)
+    )
+    assert states.shape == (T + 1, B * K * P, 1) and cost.shape == (B * K * P,)
+    assert set(dyn.calls) == {"blocks" if fast else "member"} and len(dyn.calls) == T
+    return _digits(states[-1, :, 0])
+
+
+@pytest.mark.parametrize("kind", ["cem", "mppi", "icem"])
+@pytest.mark.parametrize("fast", [False, True])
+def test_ts_inf_keeps_each_particles_member(kind, fast):
+    m = _members(kind, "tsinf", fast)  # [40 particles, T]
+    assert (m == m[:, :1]).all()  # the same member at every step
+    counts = torch.bincount(m[:, 0], minlength=E)
+    assert counts.sum() == 40 and counts.max() - counts.min() <= E - 1  # balanced blocks
+    assert (counts > 0).all()
+
+
+@pytest.mark.parametrize("kind", ["cem", "mppi", "icem"])
+@pytest.mark.parametrize("fast", [False, True])
+def test_ts1_redraws_members_every_step(kind, fast):
+    m = _members(kind, "ts1", fast)
+    changed = (m[:, 1:] != m[:, :-1]).float().mean()
+    assert 0.4 < changed < 0.9, changed  # about 1 - 1/E of the particles switch each step
+    for t in range(T):  # balanced at every step
+        counts = torch.bincount(m[:, t], minlength=E)
+        assert counts.max() - counts.min() <= E - 1
+
+
+@pytest.mark.parametrize("ts_mode", ["tsinf", "ts1"])
+def test_both_calling_conventions_assign_the_same_members(ts_mode):
+    """Same generator -> the same member for every particle at every step (fast or not)."""
+    assert torch.equal(_members("cem", ts_mode, True), _members("cem", ts_mode, False))
+    assert not torch.equal(_members("cem", ts_mode, True), _members("cem", ts_mode, True, seed=1))
+
+
+@pytest.mark.parametrize("ts_mode", ["tsinf", "ts1"])
+@pytest.mark.parametrize("num_members", [3, 4])
+def test_ensemble_model_fast_path_equals_per_row_members(ts_mode, num_members):
+    """``EnsembleDynamics.step_members`` (one member per block) and ``forward(x, u, member)``
+    (every elite on every row, then a gather) roll the particles out identically."""
+    torch.manual_seed(0)
+    model = EnsembleDynamics(4, 2, num_members=num_members, num_elites=3, hidden=(16, 16))
+    model = model.double().eval()
+    model.elite_idx.copy_(torch.tensor([2, 0, 1]))  # elites not in member order
+    x0 = torch.randn(2, 4, dtype=D)
+    seqs = torch.rand(2, 7, T, 2, dtype=D) * 2 - 1  # 2 x 7 x 2 = 28 particles: padded blocks
+
+    def reward(x, u, x1):
+        return x1.sum(-1)
+
+    cfg = CEMConfig(
+        horizon=T, num_samples=7, num_elites=2, particles=2, ensemble_size=3, ts_mode=ts_mode
+    )
+    fast = CEM(model, reward=reward, nu=2, config=cfg)
+    slow = CEM(lambda x, u, m: model(x, u, m), reward=reward, nu=2, config=cfg)
+    assert fast._members_step() is not None and slow._members_step() is None
+    a = fast._particles(x0, seqs, torch.Generator().manual_seed(3))
+    b = slow._particles(x0, seqs, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(a[1], b[1], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(a[0], b[0], rtol=1e-12, atol=1e-12)
+    # and each particle's trajectory is that of its own (fixed, for TS-inf) elite
+    if ts_mode == "tsinf":
+        xs = a[1]
+        us = seqs[:, :, None].expand(2, 7, 2, T, 2).reshape(28, T, 2).transpose(0, 1)
+        owners = torch.zeros(28, dtype=torch.int64)
+        for k in range(3):
+            pred = model(xs[:-1], us, torch.full((T, 28), k))
+            owners += (pred - xs[1:]).abs().amax(dim=(0, 2)) < 1e-12
+        assert (owners == 1).all()  # exactly one elite explains every particle
+
+
+def test_ensemble_size_must_match_for_the_fast_path():
+    model = EnsembleDynamics(2, 1, num_members=4, hidden=(8,)).double()
+    cfg = CEMConfig(horizon=3, num_samples=6, num_elites=2, ensemble_size=2, particles=2)
+    planner = CEM(model, cost=lambda x, u: x.sum(-1), nu=1, config=cfg)
+    assert planner._members_step() is None  # 2 != 4 elites: the per-row member call
+    cost = planner._score(
+        torch.zeros(1, 2, dtype=D),
+        torch.zeros(1, 6, 3, 1, dtype=D),
+        torch.Generator().manual_seed(0),
+    )
+    assert cost.shape == (1, 6) and torch.isfinite(cost).all()
