@@ -18,7 +18,8 @@ package (``pip install 'diffctl[mujoco]'``).
   chained gymnasium rollout that keeps its warm start, one step differs by ~1e-11 on the
   humanoid (PGS solver) and ~1e-15 on the others (measured in ``tests/envs/test_mujoco.py``).
   ``state_from(qpos, qvel)`` builds ``x`` from positions and velocities (sensors evaluated at
-  that state, as ``set_state`` + ``mj_forward`` leave them).
+  that state, as ``set_state`` + ``mj_forward`` leave them). ``env.layout`` holds the slices,
+  ``spec.extra["layout"]`` the same as ``(start, stop)`` pairs.
 * **Dynamics**: one batched ``mujoco.rollout`` call of ``frame_skip`` substeps with the action
   held (``mjData.ctrl``; MuJoCo clamps it to the actuators' ``ctrlrange``), multi-threaded over
   the batch in C (``nthread``, default ``torch.get_num_threads()``), never a Python loop.
@@ -437,7 +438,10 @@ class MujocoEnv(Env):
             action_high=ctrl_high,
             dt=float(m.opt.timestep) * frame_skip,
             max_steps=max_steps,
-            extra={"layout": self.layout, "frame_skip": frame_skip},
+            extra={
+                "layout": {k: (v.start, v.stop) for k, v in self.layout.items()},
+                "frame_skip": frame_skip,
+            },
         )
 
     # ------------------------------------------------------------------ model facts

@@ -13,7 +13,8 @@ in the control range, chained, for ``--steps`` steps:
 The sides are timed in interleaved rounds (the fastest round of each is reported), with torch
 and MuJoCo on the same ``--threads``. ``jacobian ms`` is ``env.jacobians`` (central
 differences over ``2 (n_phys + nu)`` perturbed rows in one rollout) per row at ``N`` rows, and
-``mjd ms`` MuJoCo's ``mjd_transitionFD`` (centred) for the ``frame_skip`` substeps of one step.
+``mjd ms`` MuJoCo's ``mjd_transitionFD`` (centred) for the ``frame_skip`` substeps of one step
+(NaN for RK4 models, which ``mjd_transitionFD`` does not support and ``env.jacobians`` does).
 
 Run: ``diffctl bench mujoco [--tasks HalfCheetah-v5 Humanoid-v5] [--sizes 1 256]``.
 """
@@ -103,6 +104,8 @@ def _jacobian_ms(env: Any, n: int) -> tuple[float, float]:
     env.jacobians(x, u)
     ours = (time.perf_counter() - t0) * 1e3 / n
     m = env.model
+    if m.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4:  # mjd_transitionFD refuses RK4
+        return ours, float("nan")
     d = mujoco.MjData(m)
     d.qpos[:] = m.qpos0
     nx = 2 * m.nv + m.na
