@@ -6,13 +6,16 @@ Every planner minimises a cost over a horizon ``T`` from a batch of start states
 
 from __future__ import annotations
 
+import functools
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
-__all__ = ["PlanResult", "Planner"]
+__all__ = ["PlanResult", "Planner", "timed"]
 
 
 @dataclass
@@ -50,3 +53,18 @@ class Planner(Protocol):
     horizon: int
 
     def plan(self, x0: Tensor, warm_start: Tensor | None = None) -> PlanResult: ...
+
+
+def timed(plan: Callable[..., PlanResult]) -> Callable[..., PlanResult]:
+    """Decorate a planner's ``plan`` so that its result carries ``solve_time`` (host wall time;
+    a planner that times itself, e.g. to synchronise a GPU first, keeps its own number)."""
+
+    @functools.wraps(plan)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> PlanResult:
+        t0 = time.perf_counter()
+        result = plan(self, *args, **kwargs)
+        if math.isnan(result.solve_time):
+            result.solve_time = time.perf_counter() - t0
+        return result
+
+    return wrapper

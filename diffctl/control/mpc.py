@@ -33,7 +33,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from .base import PlanResult
+from .base import PlanResult, timed
 from .boxqp import box_qp
 from .condensed import box_qp as dense_box_qp
 from .condensed import condense, face_solve
@@ -616,6 +616,7 @@ class MPC:
         }
 
     # ------------------------------------------------------------------ public
+    @timed
     def plan(self, x0: Tensor, warm_start: Tensor | None = None) -> PlanResult:
         """Plan from ``x0 [B, nx]`` (optionally warm-started with actions ``[T, B, nu]``).
 

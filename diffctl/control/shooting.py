@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .base import PlanResult
+from .base import PlanResult, timed
 from .cost import Cost, as_cost
 
 __all__ = ["RolloutObjective", "ShootingConfig", "Shooting", "action_bounds"]
@@ -298,6 +298,7 @@ class Shooting:
         return g.abs().amax(dim=(0, 2))
 
     # ------------------------------------------------------------------ plan
+    @timed
     def plan(self, x0: Tensor, warm_start: Tensor | None = None) -> PlanResult:
         """Optimise actions ``[T, B, nu]`` from start states ``x0 [B, nx]``.
 

@@ -254,3 +254,14 @@ def test_shared_fields_are_validated(cls):
         cls(compile=1)
     with pytest.raises(TypeError, match="config"):
         ICEM(lambda x, u: x, lambda x, u: x.sum(-1), nu=1, config=cls())
+
+
+def test_gradient_planners_report_solve_time_too():
+    from diffctl.control import MPC, MPCConfig, Shooting, ShootingConfig
+
+    dyn, cost, x0, _ = _lq()
+    shooting = Shooting(dyn, cost, nu=1, config=ShootingConfig(horizon=6, iterations=5))
+    mpc = MPC(dyn, cost, MPCConfig(horizon=6), nu=1)
+    for planner in (shooting, mpc):
+        res = planner.plan(x0)
+        assert math.isfinite(res.solve_time) and res.solve_time > 0, type(planner).__name__
