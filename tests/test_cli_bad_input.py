@@ -164,6 +164,10 @@ CASES = [
     ("fit-val-fraction", ["fit", "--data", "{ds}", "--val-fraction", "2", "--out", "{new}.pt"],
      2, "val_fraction"),
     ("fit-no-data", ["fit"], 2, "--data"),
+    ("fit-data-no-value", ["fit", "--data"], 2, "--data"),
+    ("fit-source-choice", ["fit", "--data", "{ds}", "--source", "nope"], 2, "--source"),
+    ("fit-hidden-0", ["fit", "--data", "{ds}", "--hidden", "0", "--out", "{new}.pt"], 2,
+     "hidden"),
     # plan
     ("plan-model-missing", ["plan", "--model", "{missing.pt}"], 2, "--model"),
     ("plan-model-empty", ["plan", "--model", "{empty}"], 1, "--model"),
@@ -187,6 +191,7 @@ CASES = [
     ("plan-env-name", ["plan", "--env", "nope"], 2, "--env"),
     ("plan-env-discrete", ["plan", "--env", "cartpole"], 1, "--env"),
     ("plan-u-lower-outside", ["plan", "--mpc.u-lower", "5"], 2, "--mpc.u-lower"),
+    ("plan-u-lower-count", ["plan", "--mpc.u-lower", "0", "0", "0"], 2, "--mpc.u-lower"),
     ("plan-u-bounds-crossed", ["plan", "--mpc.u-lower", "1", "--mpc.u-upper", "0"], 2,
      "u_lower"),
     ("plan-elites", ["plan", "--planner", "cem", "--cem.num-elites", "900"], 2, "num_elites"),

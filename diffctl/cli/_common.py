@@ -117,15 +117,26 @@ _EDGE = "│╭╮╰╯─━┃|+-= \t"
 
 
 def _tyro_message(text: str) -> str:
-    """The first meaningful line of tyro's error box (drawn with Unicode or ASCII edges)."""
+    """The message of tyro's error box (drawn with Unicode or ASCII edges) as one line: the
+    lines after the title up to the first rule."""
     lines = [ln.strip("│┃| \t") for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln and not set(ln) <= set(_EDGE)]
-    skip = ("Argument helptext", "For full helptext")
-    body = [ln for ln in lines[1:] if not ln.startswith(skip)] if len(lines) > 1 else lines
-    msg = _one_line(body[0] if body else (lines[0] if lines else "bad arguments"))
-    if msg.startswith("Missing from") and len(body) > 1:  # the next line names the flag
+    lines = [ln for ln in lines if ln]
+    if not lines:
+        return "bad arguments"
+    body: list[str] = []
+    for ln in lines[1:]:
+        if ln.startswith(("Argument helptext", "For full helptext")):
+            break
+        if set(ln) <= set(_EDGE):  # a rule: under the title without a box, else the end
+            if body:
+                break
+            continue
+        body.append(ln)
+    body = body or lines[:1]
+    if body[0].startswith("Missing from"):  # the next lines name the required flags
         flags = [ln.split()[0] for ln in body[1:] if ln.startswith("--")]
-        msg = f"missing required {', '.join(flags) or body[1]}"
+        return f"missing required {', '.join(flags) or 'arguments'}"
+    msg = _one_line(" ".join(body))
     # "Error parsing CollectConfig: episodes: ..." -> "episodes: ..." (a config's own check)
     return re.sub(r"^Error parsing [A-Za-z_][\w.]*: (?=[\w.-]+: )", "", msg)
 

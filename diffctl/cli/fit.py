@@ -171,7 +171,10 @@ def run(config: FitCommandConfig) -> dict[str, Any]:
                     f"the dataset {str(config.data)!r} {x.shape[-1]} and {act_dim}"
                 )
     torch.manual_seed(config.fit.seed)  # the model's initial weights
-    model = build(config, x.shape[-1], act_dim, env_name)
+    try:
+        model = build(config, x.shape[-1], act_dim, env_name)
+    except (ValueError, TypeError) as e:  # a model flag out of range (--hidden 0, ...)
+        raise UsageError(str(e)) from e
     try:
         result = fit(model, traj, config.fit)
     except ValueError as e:  # the data does not suit the settings (too short, too few, ...)

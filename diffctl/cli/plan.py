@@ -227,7 +227,8 @@ def _mpc_bounds(
         flag = f"--mpc.{name.replace('_', '-')}"
         b = torch.as_tensor(bound, dtype=lo.dtype, device=lo.device).reshape(-1)
         if b.numel() not in (1, lo.numel()):
-            raise UsageError(f"{flag}: expected 1 or {lo.numel()} values, got {b.numel()}")
+            want = "1 value" if lo.numel() == 1 else f"1 or {lo.numel()} values"
+            raise UsageError(f"{flag}: expected {want} (one per action), got {b.numel()}")
         b = b.expand_as(env_lo)
         if bool(((b < env_lo) | (b > env_hi)).any()):
             raise UsageError(
