@@ -464,7 +464,13 @@ def test_sigkill_mid_write_keeps_the_target_and_next_run_cleans_up(f, tmp_path):
     assert _strays(tmp_path) == []
 
 
-def test_sigterm_mid_write_removes_the_temp_file(f, tmp_path):
+@pytest.mark.parametrize(
+    ("signum", "code", "says"),
+    [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "interrupted"),
+     (signal.SIGHUP, 129, "SIGHUP")],
+    ids=["SIGTERM", "Ctrl-C", "SIGHUP"],
+)  # fmt: skip
+def test_signal_mid_write_removes_the_temp_file(f, tmp_path, signum, code, says):
     argv, target = _writers(f, tmp_path)["collect"]
     target.write_bytes(b"keep")
     marker = tmp_path / "writing"
@@ -478,9 +484,10 @@ def test_sigterm_mid_write_removes_the_temp_file(f, tmp_path):
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert proc.returncode == code and says in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
     assert target.read_bytes() == b"keep" and _strays(tmp_path) == []
 
 

@@ -4,8 +4,8 @@
   ``diffctl <name>: error: ...`` on stderr: exit status 2 for a usage error (``UsageError``: a
   flag tyro/argparse rejected, a config field out of range, an output that exists or equals an
   input, a missing input file, ...), 1 for a failure while running (a corrupt or mismatched
-  file, ...), 130 on Ctrl-C, 143 on SIGTERM (turned into an exception, so the temporary files of
-  an atomic write are removed). A traceback is printed only with ``--debug``.
+  file, ...), 130 on Ctrl-C, 143 on SIGTERM, 129 on SIGHUP (both turned into an exception, so
+  the temporary files of an atomic write are removed). A traceback is printed only with ``--debug``.
 * ``parse(cls, argv, prog)`` is ``tyro.cli`` whose error box becomes one ``UsageError`` line.
 * ``Outputs`` checks before any work that each output's folder exists and is writable, that no
   output exists (unless ``--overwrite``), is a folder, equals an input or another output.
@@ -58,7 +58,8 @@ class CommandError(ValueError):
 
 
 class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so ``finally`` blocks and temp-file cleanup run."""
+    """SIGTERM or SIGHUP (``args[0]``), raised in the main thread so ``finally`` blocks and
+    temp-file cleanup run."""
 
 
 def _one_line(text: str) -> str:
@@ -82,22 +83,26 @@ def run_command(name: str, argv: Sequence[str], body: Callable[[], int | None]) 
     """Run ``body()`` as ``diffctl <name>``; returns the exit status (see the module doc)."""
     debug = "--debug" in argv
     prefix = f"diffctl {name}: error:"
-    old_handler = None
-    main_thread = threading.current_thread() is threading.main_thread()
-    if main_thread:
+    # SIGTERM (kill, a scheduler) and SIGHUP (terminal closed) become an exception in the main
+    # thread, so every ``finally`` runs and an atomic write's temp file is removed
+    signums = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    old_handlers: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
 
-        def on_term(signum: int, frame: Any) -> None:
-            raise _Terminated()
+        def on_signal(signum: int, frame: Any) -> None:
+            raise _Terminated(signum)
 
-        old_handler = signal.signal(signal.SIGTERM, on_term)
+        for signum in signums:
+            old_handlers[signum] = signal.signal(signum, on_signal)
     try:
         return int(body() or 0)
     except KeyboardInterrupt:
         print(f"{prefix} interrupted", file=sys.stderr)
         return 130
-    except _Terminated:
-        print(f"{prefix} terminated (SIGTERM)", file=sys.stderr)
-        return 143
+    except _Terminated as e:
+        signum = e.args[0]
+        print(f"{prefix} terminated ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum
     except SystemExit as e:  # argparse, or a library calling sys.exit
         if e.code in (0, None):
             return 0
@@ -108,8 +113,8 @@ def run_command(name: str, argv: Sequence[str], body: Callable[[], int | None]) 
         print(f"{prefix} {_message(e)}", file=sys.stderr)
         return int(getattr(e, "code", 1)) if isinstance(e, (UsageError, CommandError)) else 1
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_handler)
+        for signum, old in old_handlers.items():
+            signal.signal(signum, signal.SIG_DFL if old is None else old)
         sys.stderr.flush()
 
 
