@@ -63,6 +63,7 @@ __all__ = [
     "MujocoSim",
     "make_mjcf",
     "param_elements",
+    "field",
     "INSTALL_HINT",
     "FIELDS",
 ]
@@ -70,22 +71,20 @@ __all__ = [
 INSTALL_HINT = "pip install 'diffctl[mujoco]'"
 MAX_STEPS = 1000
 
-#: Model fields whose elements are physical parameters: name -> (read a model's, write one).
-FIELDS: dict[str, tuple[Callable[[Any], np.ndarray], Callable[[Any, np.ndarray], None]]] = {
-    "body_mass": (lambda m: m.body_mass, lambda m, v: m.body_mass.__setitem__(slice(None), v)),
-    "dof_damping": (
-        lambda m: m.dof_damping,
-        lambda m, v: m.dof_damping.__setitem__(slice(None), v),
-    ),
-    "actuator_gear": (
-        lambda m: m.actuator_gear[:, 0],
-        lambda m, v: m.actuator_gear.__setitem__((slice(None), 0), v),
-    ),
-    "geom_friction": (
-        lambda m: m.geom_friction[:, 0],
-        lambda m, v: m.geom_friction.__setitem__((slice(None), 0), v),
-    ),
+#: Model fields whose elements are physical parameters: name -> (MjModel attribute, column).
+FIELDS: dict[str, tuple[str, int | None]] = {
+    "body_mass": ("body_mass", None),
+    "dof_damping": ("dof_damping", None),
+    "actuator_gear": ("actuator_gear", 0),  # the transmission's scale
+    "geom_friction": ("geom_friction", 0),  # sliding friction
 }
+
+
+def field(model: Any, name: str) -> np.ndarray:
+    """The writable view of parameter field ``name`` (a ``FIELDS`` key) of ``model``."""
+    attr, column = FIELDS[name]
+    values = getattr(model, attr)
+    return values if column is None else values[:, column]
 
 
 def param_elements(model: Any) -> list[tuple[str, str, int]]:
@@ -165,8 +164,8 @@ class MujocoSim:
         """Write physical parameters (field -> full array) into this sim's model (and its
         sensing copy)."""
         for model in (self.model, self._sense_model):
-            for field, v in values.items():
-                FIELDS[field][1](model, v)
+            for name, v in values.items():
+                field(model, name)[:] = v
 
     def _sensing_copy(self, model: Any) -> Any:
         """``model`` with the Euler integrator: a one-substep rollout of it evaluates the
@@ -250,12 +249,12 @@ class MujocoSim:
         b, p = x.shape[0], len(elements)
         models, steps = [], []
         for sign in (1.0, -1.0):
-            for field, i in elements:
+            for name, i in elements:
                 m = copy.copy(self.model)
-                v = np.array(values[field], dtype=np.float64)
+                v = np.array(values[name], dtype=np.float64)
                 h = eps * max(1.0, abs(v[i]))
                 v[i] += sign * h
-                FIELDS[field][1](m, v)
+                field(m, name)[:] = v
                 models.append(m)
                 steps.append(h)
         out = self.step(
@@ -410,7 +409,7 @@ class MujocoEnv(Env):
         self.fd_eps = float(fd_eps)
         self.reset_noise_scale = float(reset_noise_scale)
         self.param_elements = param_elements(model)
-        self._fields = {k: np.array(get(model), dtype=np.float64) for k, (get, _) in FIELDS.items()}
+        self._fields = {k: np.array(field(model, k), dtype=np.float64) for k in FIELDS}
         self.default_params = {n: float(self._fields[f][i]) for n, f, i in self.param_elements}
         # per field: the elements' indices in the field and their rows in param_elements
         self._field_index = {f: [i for _, g, i in self.param_elements if g == f] for f in FIELDS}
@@ -470,9 +469,9 @@ class MujocoEnv(Env):
         """Write ``env.params`` into the model; returns them as full fields (field -> array)."""
         current = _numpy64(torch.stack([self.params[n] for n, _, _ in self.param_elements]))
         fields = {}
-        for field, default in self._fields.items():
-            fields[field] = default.copy()
-            fields[field][self._field_index[field]] = current[self._param_rows[field]]
+        for name, default in self._fields.items():
+            fields[name] = default.copy()
+            fields[name][self._field_index[name]] = current[self._param_rows[name]]
         self.sim.write_params(fields)
         return fields
 
