@@ -6,8 +6,9 @@ The lecture notes' "planning actions" loop (collect trajectories, estimate the m
 
 1. run ``initial_episodes`` episodes with uniformly random actions;
 2. for each iteration: fit a fresh model to all data so far, then run one episode with an
-   ``MPCPolicy`` whose planner (CEM, MPPI or iLQR ``MPC``) plans on the model, and add it to the
-   data. Ensembles plan with trajectory sampling (``ts_mode``, ``particles`` per sequence).
+   ``MPCPolicy`` whose planner (CEM, iCEM, MPPI or iLQR ``MPC``) plans on the model, and add
+   it to the data. Ensembles plan with trajectory sampling (``ts_mode``, ``particles`` per
+   sequence).
 
 The reward is the env's own ``reward`` unless a learned ``reward_fn(x, u, x_next) -> [N]`` is
 given. Optionally the planner is evaluated on ``eval_episodes`` fixed start states after each
@@ -28,10 +29,12 @@ from tqdm.auto import tqdm
 
 from diffctl.control import (
     CEM,
+    ICEM,
     MPC,
     MPPI,
     CEMConfig,
     FunctionCost,
+    ICEMConfig,
     MPCConfig,
     MPCPolicy,
     MPPIConfig,
@@ -69,7 +72,9 @@ class MBRLConfig:
         model: ``mlp``, ``ensemble`` or ``linear``.
         hidden, num_members: network widths; ensemble size.
         angle_dims: angle components of the state (None: ``DEFAULT_ANGLE_DIMS`` of the env).
-        planner: ``cem``, ``mppi`` or ``mpc`` (iLQR on the model's mean prediction).
+        planner: ``cem``, ``icem`` (Pinneri et al. 2020, with its default colored noise,
+            population decay and elite memory), ``mppi`` or ``mpc`` (iLQR on the model's mean
+            prediction).
         horizon: planning horizon.
         num_samples, num_elites, plan_iterations: sampling-planner population, CEM elites,
             planner iterations per control step.
@@ -92,7 +97,7 @@ class MBRLConfig:
     hidden: tuple[int, ...] = (64, 64)
     num_members: int = 5
     angle_dims: tuple[int, ...] | None = None
-    planner: Literal["cem", "mppi", "mpc"] = "cem"
+    planner: Literal["cem", "icem", "mppi", "mpc"] = "cem"
     horizon: int = 25
     num_samples: int = 300
     num_elites: int = 30
@@ -144,8 +149,8 @@ class MBRLConfig:
             raise ValueError(f"num_elites: must be <= num_samples ({self.num_samples})")
         if self.model not in ("mlp", "ensemble", "linear"):
             raise ValueError(f"model: expected mlp, ensemble or linear, got {self.model!r}")
-        if self.planner not in ("cem", "mppi", "mpc"):
-            raise ValueError(f"planner: expected cem, mppi or mpc, got {self.planner!r}")
+        if self.planner not in ("cem", "icem", "mppi", "mpc"):
+            raise ValueError(f"planner: expected cem, icem, mppi or mpc, got {self.planner!r}")
         if self.ts_mode not in TS_MODES:
             raise ValueError(f"ts_mode: expected one of {TS_MODES}, got {self.ts_mode!r}")
         if not isinstance(self.fit, FitConfig):
@@ -233,6 +238,16 @@ def make_planner(
             seed=config.seed,
         )
         return CEM(dynamics, config=cfg, **common)
+    if config.planner == "icem":
+        icem_cfg = ICEMConfig(
+            horizon=config.horizon,
+            num_samples=config.num_samples,
+            num_elites=config.num_elites,
+            iterations=config.plan_iterations,
+            particles=config.particles,
+            seed=config.seed,
+        )
+        return ICEM(dynamics, config=icem_cfg, **common)
     cfg = MPPIConfig(
         horizon=config.horizon,
         num_samples=config.num_samples,

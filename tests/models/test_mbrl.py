@@ -78,6 +78,7 @@ def test_learned_reward_callable_is_used_for_planning():
     [
         ("ensemble", "cem", "tsinf"),
         ("ensemble", "mppi", "ts1"),
+        ("ensemble", "icem", "ts1"),
         ("mlp", "mpc", "tsinf"),
         ("linear", "cem", "tsinf"),
     ],
