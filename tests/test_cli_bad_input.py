@@ -2,7 +2,8 @@
 (2 for usage, 1 at runtime), no traceback, no file changed, no temp file left. Then: SIGKILL
 in the middle of each writing command leaves the target as it was and the next run leaves no
 stray file (real subprocesses); SIGTERM removes the temp file at once; the same seed gives
-bitwise the same dataset and the same model of every kind; ``diffctl --help`` imports no torch.
+bitwise the same dataset and the same model of every kind; ``diffctl --help`` and the help
+and usage errors of collect, train, eval and bench import no torch.
 """
 
 from __future__ import annotations
@@ -379,6 +380,8 @@ def test_help_and_usage_errors_import_no_torch():
         "assert main(['train', '--help']) == 0 and main(['train', 'nope']) == 2; "
         "assert main(['eval', '--help']) == 0 and main(['eval']) == 2; "
         "assert main(['bench', '--help']) == 0; "
+        "assert main(['collect', '--help']) == 0 and main(['collect', '--episodes', '0']) == 2; "
+        "assert main(['collect', '--bogus']) == 2 and main(['collect', '--policy', 'x']) == 2; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -27,27 +27,30 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any
 
 from diffctl.cli._common import Outputs, blame, check_device, parse, raw_value, run_command
-from diffctl.data import Policy, Trajectory, rollout, save_dataset, spec_to_dict
-from diffctl.envs import Env, VecEnv, make
+
+if TYPE_CHECKING:  # torch and the envs load when a collection runs, not for --help
+    import torch
+    from torch import Tensor
+
+    from diffctl.data import Policy, Trajectory
+    from diffctl.envs import Env
 
 __all__ = ["CollectConfig", "POLICIES", "register_policy", "collect", "main", "HELP"]
 
 HELP = "run a policy in an env and save the trajectories as an .npz dataset"
 
-PolicyFactory = Callable[..., Policy]
+PolicyFactory = Callable[..., Any]  # (env, *, seed, device, args) -> a diffctl.data.Policy
 
 
 # ---------------------------------------------------------------------- built-in policies
 def random_policy(env: Env, *, seed: int, device: torch.device, args: Mapping[str, str]) -> Policy:
     """Uniform in the action bounds (a unit Gaussian for unbounded components); uniform over
     the action indices for a discrete env. Seeded by ``seed``. Takes no ``args``."""
+    import torch
+
     _no_args("random", args)
     spec = env.spec
     g = torch.Generator(device=device)
@@ -73,6 +76,8 @@ def random_policy(env: Env, *, seed: int, device: torch.device, args: Mapping[st
 
 def zero_policy(env: Env, *, seed: int, device: torch.device, args: Mapping[str, str]) -> Policy:
     """All-zero actions (action index 0 for a discrete env). Takes no ``args``."""
+    import torch
+
     _no_args("zero", args)
     spec = env.spec
 
@@ -188,6 +193,12 @@ class CollectResult:
 def collect(config: CollectConfig) -> CollectResult:
     """Run ``config.policy`` in ``config.env`` until ``config.episodes`` episodes have finished,
     save the dataset to ``config.out`` and return what was collected."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from diffctl.data import Trajectory, rollout, save_dataset, spec_to_dict
+    from diffctl.envs import VecEnv, make
+
     out_dir = Path(config.out).parent
     if not out_dir.is_dir():  # fail before collecting, not after
         raise FileNotFoundError(f"out: directory {str(out_dir)!r} does not exist")
