@@ -317,8 +317,9 @@ def _fill(argv: list[str], f: dict[str, Path]) -> list[str]:
 @pytest.mark.parametrize(
     ("argv", "code", "names"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
-def test_bad_input_is_one_line_and_changes_nothing(f, capsys, argv, code, names):
+def test_bad_input_is_one_line_and_changes_nothing(f, capsys, monkeypatch, argv, code, names):
     root = f["ds"].parent
+    monkeypatch.chdir(root)  # a default output (logs.npz, model.pt, runs/...) would land here
     before = _snapshot(root)
     rc = main(_fill(argv, f))
     err = capsys.readouterr().err
