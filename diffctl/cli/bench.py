@@ -26,6 +26,7 @@ QUICK: dict[str, list[str]] = {
     "irl": ["--iterations", "50"],
     "mbrl": ["--tasks", "pendulum"],
     "mujoco": ["--tasks", "HalfCheetah-v5", "--sizes", "1", "16", "--steps", "5"],
+    "humanoid": ["--starts", "2", "--steps", "150", "--push-every", "1.0"],
 }  # fmt: skip
 """Arguments of each benchmark under ``diffctl bench all --quick``."""
 
@@ -94,10 +95,10 @@ def _main(argv: list[str]) -> int:
         results[n] = result.to_dict()
     if json_path:
         write_json(json_path, results)
-        print(f"wrote {json_path}")
     print(
         f"bench all: {len(BENCHES) - len(failed)} of {len(BENCHES)} ran"
-        + (f"; failed: {', '.join(failed)}" if failed else ""),
+        + (f"; failed: {', '.join(failed)}" if failed else "")
+        + (f"; wrote {json_path}" if json_path else ""),
         flush=True,
     )
     return 1 if failed else 0
