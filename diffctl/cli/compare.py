@@ -49,14 +49,13 @@ def main(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:
     cmd = parse(CompareCommandConfig, _ray_flag(argv), prog="diffctl compare", description=HELP)
     config = cmd.config
-    if config.out is not None:
+    if config.out is not None:  # (the default is a new folder runs/<timestamp>)
         if os.path.exists(config.out) and not os.path.isdir(config.out):
             raise UsageError(f"--out: {config.out!r} is a file, expected a folder")
-        if os.path.isdir(config.out):  # a new folder is made by compare; an old one is checked
-            outs = Outputs(cmd.overwrite)
-            for name in OUTPUT_NAMES:
-                outs.add(f"--out ({name})", os.path.join(config.out, name))
-            outs.check()
+        outs = Outputs(cmd.overwrite)
+        for name in OUTPUT_NAMES:  # compare makes the folder: its nearest existing one is checked
+            outs.add(f"--out ({name})", os.path.join(config.out, name), makedirs=True)
+        outs.check()
     check_device("--device", config.device)
     from diffctl.envs import make
 
