@@ -33,13 +33,15 @@ a dynamics that samples internally).
 
 Every ``PlanResult`` carries ``solve_time`` (seconds of host wall time of ``plan``; on a GPU the
 solve ends with one synchronisation so that the number is the real one). With ``compile=True``
-the step of the rollout (the dynamics of all particles for one step, with the ensemble's
-gather and scatter), the inner loop of every iteration, runs through ``torch.compile``; the
-cost of all steps is one batched call after it. Compiling one step rather than the unrolled
-horizon keeps the first solve's compile time at seconds (a 30-step unrolled graph took over a
-minute on a 2-core CPU). The eager path is the reference it is tested against. The random
-numbers (samples, member assignments) are drawn eagerly from the planner's generator, so a
-seed fixes the plan; a solve has no host synchronisation before its end.
+the rollout-and-score function (all ``T`` steps of all particles through the dynamics, the
+ensemble's gathers and scatters, and the cost: the inner loop of every iteration) runs through
+``torch.compile`` with dynamic shapes, so one compilation serves every population size. The
+first solve pays the compilation (the unrolled horizon: about a minute for the half-cheetah
+preset on a 2-core CPU, less from the inductor's disk cache); compiling one step instead
+compiled in seconds but ran no faster than eager there. The eager path is the reference it is
+tested against. The random numbers (samples, member assignments) are drawn eagerly from the
+planner's generator, so a seed fixes the plan; a solve has no host synchronisation before its
+end.
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ class CEMConfig:
         ensemble_size: 0, or ``E``: trajectory sampling over ``E`` members (module docstring).
         ts_mode: ``"tsinf"`` (a particle keeps its member over the horizon) or ``"ts1"`` (a
             member re-drawn every step); only with ``ensemble_size > 0``.
-        compile: run the rollout's step function through ``torch.compile`` (the first solve
-            compiles, a second population size recompiles once with dynamic shapes).
+        compile: run the rollout-and-score function through ``torch.compile`` (the first solve
+            compiles; module docstring).
         seed: seed of the planner's generator when none is given.
     """
 
@@ -204,7 +206,7 @@ class _SamplingPlanner:
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator: expected a torch.Generator, got {type(generator)}")
         self.generator = generator
-        self._compiled: tuple[Any, tuple[Any, Any]] | None = None
+        self._compiled: tuple[Any, Any] | None = None
 
     @property
     def horizon(self) -> int:
@@ -249,8 +251,7 @@ class _SamplingPlanner:
 
     def _step(self, x: Tensor, u: Tensor, src: Tensor, dst: Tensor) -> Tensor:
         """One step ``[N, nx]`` of the particles ``x [N, nx]`` under ``u [N, nu]``, each through
-        its member (``src``/``dst``: one row of ``_assign``). Pure: no random numbers and no host
-        synchronisation; this is what ``compile=True`` compiles."""
+        its member (``src``/``dst``: one row of ``_assign``)."""
         E = self.config.ensemble_size
         M = src.shape[-1] // E
         step = self._members_step()
@@ -260,39 +261,29 @@ class _SamplingPlanner:
         y = step(x[src].reshape(E, M, x.shape[-1]), u[src].reshape(E, M, u.shape[-1]))
         return y.reshape(E * M, x.shape[-1])[dst]
 
-    def _plain_step(self, x: Tensor, u: Tensor) -> Tensor:
-        return self.objective._f(x, u)
-
-    def _step_fn(self, compiled: bool) -> tuple[Callable[..., Tensor], Callable[..., Tensor]]:
-        """The two step functions, compiled (once per planner, not per copy) when asked."""
-        if not (compiled and self.config.compile):
-            return self._step, self._plain_step
-        if self._compiled is None or self._compiled[0] is not self:
-            fns = (torch.compile(self._step), torch.compile(self._plain_step))
-            self._compiled = (self, fns)
-        return self._compiled[1]
-
     def _rollout_cost(
-        self,
-        x0: Tensor,
-        us: Tensor,
-        src: Tensor | None = None,
-        dst: Tensor | None = None,
-        compiled: bool = True,
+        self, x0: Tensor, us: Tensor, src: Tensor | None = None, dst: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
         """``(cost [N], states [T + 1, N, nx])`` of particles ``x0 [N, nx]`` under ``us [T, N,
-        nu]``; with ``src``/``dst`` (``_assign``) through their ensemble members. The cost of
-        all steps is one batched call after the rollout."""
-        ens_step, plain_step = self._step_fn(compiled)
+        nu]``; with ``src``/``dst`` (``_assign``) through their ensemble members. Pure (no
+        random numbers, no host synchronisation): what ``compile=True`` compiles."""
+        if src is None or dst is None:
+            return self.objective(x0, us)
         xs = [x0]
         for t in range(us.shape[0]):
-            if src is None or dst is None:
-                xs.append(plain_step(xs[-1], us[t]))
-            else:
-                j = t if src.shape[0] > 1 else 0
-                xs.append(ens_step(xs[-1], us[t], src[j], dst[j]))
+            j = t if src.shape[0] > 1 else 0
+            xs.append(self._step(xs[-1], us[t], src[j], dst[j]))
         states = torch.stack(xs)
         return self.objective.total_cost(states, us), states
+
+    def _rollout_fn(self, compiled: bool) -> Callable[..., tuple[Tensor, Tensor]]:
+        """``_rollout_cost``, compiled once per planner (not per copy) when asked; dynamic
+        shapes, so that one compilation serves every population and batch size."""
+        if not (compiled and self.config.compile):
+            return self._rollout_cost
+        if self._compiled is None or self._compiled[0] is not self:
+            self._compiled = (self, torch.compile(self._rollout_cost, dynamic=True))
+        return self._compiled[1]
 
     def _particles(
         self, x0: Tensor, seqs: Tensor, gen: torch.Generator, compiled: bool = True
@@ -307,7 +298,7 @@ class _SamplingPlanner:
         assignment = ()
         if self.config.ensemble_size > 0:
             assignment = self._assign(N, T, gen, x0.device)
-        cost, states = self._rollout_cost(xs0, us, *assignment, compiled=compiled)
+        cost, states = self._rollout_fn(compiled)(xs0, us, *assignment)
         return torch.nan_to_num(cost, nan=math.inf), states  # a diverging model never wins
 
     def _score(
