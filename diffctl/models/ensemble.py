@@ -131,13 +131,18 @@ class EnsembleDynamics(DynamicsModel):
     def _features(self, x: Tensor, u: Tensor) -> Tensor:
         return self.in_norm.normalize(torch.cat([angle_features(x, self.angle_dims), u], dim=-1))
 
-    def _gaussian(self, feats: Tensor, members: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Standardised member means and log-variances ``[E, N, nx]`` for ``feats [E, N, F]``
-        (with ``members [E']``: ``feats [E', N, F]`` through those members)."""
+    def _net(self, feats: Tensor, members: Tensor | None = None) -> Tensor:
+        """Raw outputs ``[E, N, 2 nx]`` for ``feats [E, N, F]`` (with ``members [E']``:
+        ``feats [E', N, F]`` through those members)."""
         h = feats
         for layer in self.net:
             h = layer(h, members) if isinstance(layer, EnsembleLinear) else layer(h)
-        mean, raw = h[..., : self.state_dim], h[..., self.state_dim :]
+        return h
+
+    def _gaussian(self, feats: Tensor, members: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Standardised member means and log-variances ``[E, N, nx]`` (see ``_net``)."""
+        out = self._net(feats, members)
+        mean, raw = out[..., : self.state_dim], out[..., self.state_dim :]
         # soft bounds (PETS, Appendix A.1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
         logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
@@ -156,7 +161,7 @@ class EnsembleDynamics(DynamicsModel):
         """Next states ``[E', M, nx]`` of ``x [E', M, nx]``, ``u [E', M, nu]`` with slice ``k``
         through elite ``k`` only (its mean prediction): the planners' fast ensemble call, ``1/E'``
         of the work of ``forward(x, u, member)`` (which evaluates every elite on every row)."""
-        mean, _ = self._gaussian(self._features(x, u), self._elites())
+        mean = self._net(self._features(x, u), self._elites())[..., : self.state_dim]
         return x + self.out_norm.denormalize(mean)
 
     def forward(self, x: Tensor, u: Tensor, member: Tensor | None = None) -> Tensor:
