@@ -290,6 +290,7 @@ CASES = [
     ("bench-all-args", ["bench", "all", "--bogus"], 2, "all"),
     ("bench-json-exists", ["bench", "envs", "--json", "{existing_json}"], 2, "--json"),
     ("bench-json-missing-path", ["bench", "envs", "--json"], 2, "--json"),
+    ("bench-own-flag", ["bench", "envs", "--bogus"], 2, "--bogus"),
     # more files of the wrong kind or for another env, more numbers and names, more outputs
     ("fit-data-is-agent", ["fit", "--data", "{agent}", "--out", "{new}.pt"], 1, "--data"),
     ("fit-data-is-reward", ["fit", "--data", "{reward_other_env}", "--out", "{new}.pt"], 1,

@@ -77,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         module = importlib.import_module(f"diffctl.cli.{COMMANDS[name]}")
-    except ImportError as e:  # an optional dependency of the command is missing
+    except Exception as e:  # noqa: BLE001 - e.g. an optional dependency is missing
         if "--debug" in argv:
             raise
-        print(f"diffctl {name}: error: cannot load the command ({e})", file=sys.stderr)
+        why = str(e) if isinstance(e, ImportError) else f"{type(e).__name__}: {e}"
+        print(f"diffctl {name}: error: cannot load the command ({why})", file=sys.stderr)
         return 1
     return int(module.main(argv[1:]) or 0)
 

@@ -8,8 +8,11 @@ error and the others still run; the exit status is then 1.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
 import traceback
+from collections.abc import Iterator
 
 from diffctl.bench import BENCHES
 from diffctl.cli._common import Outputs, UsageError, run_command
@@ -44,6 +47,21 @@ def main(argv: list[str]) -> int:
     return run_command("bench", argv, lambda: _main(argv))
 
 
+@contextlib.contextmanager
+def _one_line_argparse() -> Iterator[None]:
+    """A benchmark's own argparse error as a ``UsageError`` (one line) instead of its usage."""
+    real = argparse.ArgumentParser.error
+
+    def error(self: argparse.ArgumentParser, message: str) -> None:
+        raise UsageError(f"{' '.join(message.split())} (see '{self.prog} --help')")
+
+    argparse.ArgumentParser.error = error  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = real  # type: ignore[method-assign]
+
+
 def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -67,7 +85,8 @@ def _main(argv: list[str]) -> int:
         if name not in BENCHES:
             known = ", ".join([*BENCHES, "all"])
             raise UsageError(f"NAME: unknown benchmark {name!r}; known: {known}")
-        result = importlib.import_module(f"diffctl.bench.{BENCHES[name]}").run(rest)
+        with _one_line_argparse():
+            result = importlib.import_module(f"diffctl.bench.{BENCHES[name]}").run(rest)
         print(result.table(), flush=True)
         if json_path:
             write_json(json_path, result.to_dict())

@@ -157,6 +157,11 @@ def load_dataset(
     p = check_path(path)
     if not p.is_file():
         raise FileNotFoundError(f"path: no such dataset file: {str(p)!r}")
+    with open(p, "rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04":  # every .npz is a zip archive
+        what = "is empty" if not head else "does not start like an .npz (zip) archive"
+        raise ValueError(f"{p}: not a diffctl dataset: the file {what}")
     try:
         archive = np.load(p, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
