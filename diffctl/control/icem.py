@@ -169,6 +169,7 @@ class ICEM(_SamplingPlanner):
         *,
         reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
         terminal_cost: Callable[[Tensor], Tensor] | None = None,
+        terminated: Callable[[Tensor], Tensor] | None = None,
         action_low: Tensor | float | tuple[float, ...] | None = None,
         action_high: Tensor | float | tuple[float, ...] | None = None,
         config: ICEMConfig | None = None,
@@ -179,7 +180,15 @@ class ICEM(_SamplingPlanner):
         if not isinstance(self.config, ICEMConfig):
             raise TypeError(f"config: expected an ICEMConfig, got {type(self.config).__name__}")
         super().__init__(
-            dynamics, cost, reward, terminal_cost, action_low, action_high, nu, generator
+            dynamics,
+            cost,
+            reward,
+            terminal_cost,
+            action_low,
+            action_high,
+            nu,
+            generator,
+            terminated,
         )
         self._elites: Tensor | None = None
 

@@ -197,8 +197,9 @@ class _SamplingPlanner:
         action_high: Tensor | float | tuple[float, ...] | None,
         nu: int | None,
         generator: torch.Generator | None,
+        terminated: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
-        self.objective = RolloutObjective(dynamics, cost, reward, terminal_cost)
+        self.objective = RolloutObjective(dynamics, cost, reward, terminal_cost, terminated)
         self.low, self.high = action_bounds(action_low, action_high, nu, dynamics)
         self.nu = nu if nu is not None else (None if self.low is None else self.low.shape[0])
         if self.nu is None:
@@ -356,7 +357,9 @@ class CEM(_SamplingPlanner):
         dynamics: ``f(x [N, nx], u [N, nu]) -> [N, nx]`` (or ``f(x, u, member)`` with an
             ensemble), e.g. an ``Env`` or a learned model.
         cost: a ``Cost`` or ``cost(x, u) -> [N]``; or ``reward=r(x, u, x_next) -> [N]`` with an
-            optional ``terminal_cost(x) -> [N]`` (exactly one of cost and reward).
+            optional ``terminal_cost(x) -> [N]`` (exactly one of cost and reward) and an
+            optional ``terminated(x) -> bool [N]``: rewards stop after a predicted state that
+            ends the episode (``RolloutObjective``).
         action_low, action_high: control box (``[nu]``; floats broadcast with ``nu``); default:
             the action bounds of an ``Env`` given as ``dynamics``.
         config: ``CEMConfig``.
@@ -371,6 +374,7 @@ class CEM(_SamplingPlanner):
         *,
         reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
         terminal_cost: Callable[[Tensor], Tensor] | None = None,
+        terminated: Callable[[Tensor], Tensor] | None = None,
         action_low: Tensor | float | tuple[float, ...] | None = None,
         action_high: Tensor | float | tuple[float, ...] | None = None,
         config: CEMConfig | None = None,
@@ -379,7 +383,15 @@ class CEM(_SamplingPlanner):
     ) -> None:
         self.config = config or CEMConfig()
         super().__init__(
-            dynamics, cost, reward, terminal_cost, action_low, action_high, nu, generator
+            dynamics,
+            cost,
+            reward,
+            terminal_cost,
+            action_low,
+            action_high,
+            nu,
+            generator,
+            terminated,
         )
 
     @torch.no_grad()
@@ -435,6 +447,7 @@ class MPPI(_SamplingPlanner):
         *,
         reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
         terminal_cost: Callable[[Tensor], Tensor] | None = None,
+        terminated: Callable[[Tensor], Tensor] | None = None,
         action_low: Tensor | float | tuple[float, ...] | None = None,
         action_high: Tensor | float | tuple[float, ...] | None = None,
         config: MPPIConfig | None = None,
@@ -443,7 +456,15 @@ class MPPI(_SamplingPlanner):
     ) -> None:
         self.config = config or MPPIConfig()
         super().__init__(
-            dynamics, cost, reward, terminal_cost, action_low, action_high, nu, generator
+            dynamics,
+            cost,
+            reward,
+            terminal_cost,
+            action_low,
+            action_high,
+            nu,
+            generator,
+            terminated,
         )
 
     @torch.no_grad()

@@ -124,8 +124,13 @@ class RolloutObjective:
             ``-sum_t r``. Exactly one of ``cost`` and ``reward``.
         terminal_cost: optional ``c_T(x_T [N, nx]) -> [N]`` added to the reward-based cost (a
             ``Cost`` carries its own terminal term).
+        terminated: optional ``d(x [N, nx]) -> bool [N]`` (e.g. an env's ``terminated``) with
+            ``reward=``: a reward counts only until the first predicted state that ends the
+            episode (that step's reward included), as PETS's code treats termination
+            functions; the terminal cost only for rollouts that never ended.
 
-    Envs are called through their unchecked ``_dynamics`` / ``_reward`` in the hot loop.
+    Envs are called through their unchecked ``_dynamics`` / ``_reward`` / ``_terminated`` in
+    the hot loop.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class RolloutObjective:
         cost: Cost | Callable[[Tensor, Tensor], Tensor] | None = None,
         reward: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None,
         terminal_cost: Callable[[Tensor], Tensor] | None = None,
+        terminated: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if not callable(dynamics):
             raise TypeError(f"dynamics: expected a callable f(x, u), got {type(dynamics).__name__}")
@@ -145,6 +151,10 @@ class RolloutObjective:
             raise TypeError(f"terminal_cost: expected a callable, got {type(terminal_cost)}")
         if terminal_cost is not None and cost is not None:
             raise ValueError("terminal_cost: only with reward=; a Cost has its own terminal term")
+        if terminated is not None and not callable(terminated):
+            raise TypeError(f"terminated: expected a callable d(x), got {type(terminated)}")
+        if terminated is not None and cost is not None:
+            raise ValueError("terminated: only with reward=, not with a cost")
         self.dynamics = dynamics
         self._f = getattr(dynamics, "_dynamics", dynamics)
         spec = getattr(dynamics, "spec", None)
@@ -157,6 +167,10 @@ class RolloutObjective:
         env_reward = getattr(reward, "__name__", "") == "reward" and hasattr(owner, "_reward")
         self._r = owner._reward if env_reward else reward
         self.terminal_cost = terminal_cost
+        owner = getattr(terminated, "__self__", None)
+        env_done = getattr(terminated, "__name__", "") == "terminated"
+        self.terminated = terminated
+        self._done = owner._terminated if env_done and hasattr(owner, "_terminated") else terminated
 
     def rollout(self, x0: Tensor, us: Tensor, member: Tensor | None = None) -> Tensor:
         """States ``[T + 1, N, nx]`` from ``x0 [N, nx]`` under actions ``us [T, N, nu]``."""
@@ -176,9 +190,16 @@ class RolloutObjective:
         r = self._r(
             xs[:-1].reshape(T * N, nx), us.reshape(T * N, -1), xs[1:].reshape(T * N, nx)
         ).reshape(T, N)
+        alive_end = None
+        if self._done is not None:  # rewards up to and including the first terminal state
+            done = self._done(xs[1:].reshape(T * N, nx)).reshape(T, N).to(r.dtype)
+            alive = torch.cumprod(1 - done, 0)  # alive after step t
+            r = r * torch.cat([torch.ones_like(alive[:1]), alive[:-1]])
+            alive_end = alive[-1]
         c = -r.sum(0)
         if self.terminal_cost is not None:
-            c = c + self.terminal_cost(xs[-1])
+            tc = self.terminal_cost(xs[-1])
+            c = c + (tc if alive_end is None else tc * alive_end)
         return c
 
     def __call__(
