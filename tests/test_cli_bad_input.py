@@ -26,7 +26,7 @@ from diffctl.cli import COMMANDS, HELP_LINES, main
 from diffctl.cli.collect import CollectConfig, collect
 from diffctl.models import LinearModel, MLPDynamics, save_model
 
-TINY_FIT = ["--epochs", "2", "--eval-horizon", "5", "--hidden", "8", "--no-progress"]
+TINY_FIT = ["--epochs", "2", "--eval-horizon", "5", "--no-progress"]
 TINY_PPO = ["--total-steps", "64", "--num-envs", "2", "--num-steps", "32", "--num-minibatches",
             "1", "--update-epochs", "1", "--hidden", "8", "--no-progress"]  # fmt: skip
 TINY_MPPI = ["--planner", "mppi", "--mppi.horizon", "3", "--mppi.num-samples", "8",
@@ -167,6 +167,12 @@ CASES = [
     ("fit-no-data", ["fit"], 2, "--data"),
     ("fit-data-no-value", ["fit", "--data"], 2, "--data"),
     ("fit-source-choice", ["fit", "--data", "{ds}", "--source", "nope"], 2, "--source"),
+    ("fit-unused-params", ["fit", "--data", "{ds}", "--params", "m", "--out", "{new}.pt"], 2,
+     "--params"),
+    ("fit-unused-hidden", ["fit", "--data", "{ds}", "--model", "linear", "--hidden", "4",
+                           "--out", "{new}.pt"], 2, "--hidden"),
+    ("fit-unused-members", ["fit", "--data", "{ds}", "--num-members", "3", "--out",
+                            "{new}.pt"], 2, "--num-members"),
     ("fit-hidden-0", ["fit", "--data", "{ds}", "--hidden", "0", "--out", "{new}.pt"], 2,
      "hidden"),
     # plan
@@ -195,6 +201,10 @@ CASES = [
     ("plan-u-lower-count", ["plan", "--mpc.u-lower", "0", "0", "0"], 2, "--mpc.u-lower"),
     ("plan-u-bounds-crossed", ["plan", "--mpc.u-lower", "1", "--mpc.u-upper", "0"], 2,
      "u_lower"),
+    ("plan-unused-planner-flag", ["plan", "--mppi.num-samples", "10"], 2,
+     "--mppi.num-samples"),
+    ("plan-unused-mpc-bounds", ["plan", "--planner", "cem", "--mpc.u-lower", "0"], 2,
+     "--mpc.u-lower"),
     ("plan-elites", ["plan", "--planner", "cem", "--cem.num-elites", "900"], 2, "num_elites"),
     ("plan-plot-exists", ["plan", *TINY_MPPI, "--plot", "{existing_png}"], 2, "--plot"),
     ("plan-plot-is-model", ["plan", *TINY_MPPI, "--model", "{model}", "--plot", "{model}",
@@ -271,6 +281,9 @@ CASES = [
                              "{new}.pt"], 1, "--demos"),
     ("irl-env-name", ["irl", "--demos", "{ds}", "--env", "nope", "--out", "{new}.pt"], 2,
      "--env"),
+    ("irl-unused-method-flag", ["irl", "--demos", "{ds}", "--method", "airl",
+                                "--maxent.iterations", "3", "--out", "{new}.pt"], 2,
+     "--maxent.iterations"),
     ("irl-method", ["irl", "--demos", "{ds}", "--method", "nope"], 2, "--method"),
     ("irl-out-is-demos", ["irl", "--demos", "{ds}", "--out", "{ds}", "--overwrite"], 2, "--out"),
     ("irl-out-exists", ["irl", "--demos", "{ds}", "--out", "{model}"], 2, "--out"),
@@ -574,7 +587,8 @@ def _without_times(text: str) -> dict:
 
 @pytest.mark.parametrize("kind", ["linear", "mlp", "ensemble", "greybox"])
 def test_fit_same_seed_same_bytes(f, tmp_path, kind):
-    extra = {"ensemble": ["--num-members", "2"], "greybox": ["--params", "m"]}.get(kind, [])
+    extra = {"mlp": ["--hidden", "8"], "ensemble": ["--hidden", "8", "--num-members", "2"],
+             "greybox": ["--params", "m"]}.get(kind, [])  # fmt: skip
     out = tmp_path / "m.pt"
     argv = ["fit", "--data", str(f["ds"]), "--model", kind, "--seed", "1", *TINY_FIT, *extra,
             "--out", str(out), "--overwrite"]  # fmt: skip

@@ -42,6 +42,7 @@ __all__ = [
     "check_device",
     "check_input",
     "raw_value",
+    "refuse_unused",
 ]
 
 
@@ -196,6 +197,34 @@ def blame(flag: str, usage: bool = False) -> Iterator[None]:
         if not msg.startswith(flag):
             msg = f"{flag}: {msg}"
         raise (UsageError if usage else CommandError)(msg) from e
+
+
+def refuse_unused(config: Any, unused: dict[str, str], prefix: str = "") -> None:
+    """Refuse a flag the command would silently ignore: ``unused`` maps each field of the
+    ``config`` dataclass that has no effect in this run to why (``"unless --model greybox"``);
+    such a field given a value other than its default raises ``UsageError`` naming the flag
+    (for a nested config, its first changed field)."""
+    import dataclasses
+
+    defaults = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    for name, why in unused.items():
+        value, base = getattr(config, name), defaults.get(name)
+        if value == base:
+            continue
+        flag = f"--{prefix}{name}"
+        if dataclasses.is_dataclass(value) and dataclasses.is_dataclass(base):
+            changed = [
+                f.name
+                for f in dataclasses.fields(value)
+                if getattr(value, f.name) != getattr(base, f.name)
+            ]
+            flag += f".{changed[0]}" if changed else ""
+        raise UsageError(f"{flag.replace('_', '-')}: has no effect {why}")
 
 
 def check_input(flag: str, path: str | os.PathLike | None) -> Path | None:

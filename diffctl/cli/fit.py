@@ -24,7 +24,15 @@ import torch
 import tyro
 
 from diffctl.bench.common import format_table
-from diffctl.cli._common import Outputs, UsageError, blame, parse, raw_value, run_command
+from diffctl.cli._common import (
+    Outputs,
+    UsageError,
+    blame,
+    parse,
+    raw_value,
+    refuse_unused,
+    run_command,
+)
 from diffctl.data import atomic_write, load_dataset
 from diffctl.envs import make
 from diffctl.models import (
@@ -209,6 +217,21 @@ def main(argv: list[str]) -> int:
 
 def _main(argv: list[str]) -> int:
     config = parse(FitCommandConfig, argv, prog="diffctl fit", description=HELP)
+    uses = {  # which model kinds read each model flag
+        "params": ("greybox",),
+        "num_members": ("ensemble",),
+        "ridge": ("linear",),
+        "hidden": ("mlp", "ensemble"),
+        "angle_dims": ("mlp", "ensemble"),
+    }
+    refuse_unused(
+        config,
+        {
+            k: f"with --model {config.model} (only {'/'.join(kinds)})"
+            for k, kinds in uses.items()
+            if config.model not in kinds
+        },
+    )
     outs = outputs(config, argv)
     outs.check({"--data": config.data})
     if not config.data.is_file():

@@ -29,6 +29,7 @@ from diffctl.cli._common import (
     check_input,
     parse,
     raw_value,
+    refuse_unused,
     run_command,
 )
 from diffctl.irl import (
@@ -152,6 +153,22 @@ def main(argv: list[str]) -> int:
 
 def _main(argv: list[str]) -> int:
     config = parse(IRLCommandConfig, argv, prog="diffctl irl", description=HELP)
+    reads = {  # which methods read each settings flag
+        "maxent": ("maxent",),
+        "bc": ("maxent",),
+        "hidden": ("maxent", "margin"),
+        "margin": ("margin",),
+        "adversarial": ("gail", "airl"),
+        "mpc": ("mpc",),
+    }
+    refuse_unused(
+        config,
+        {
+            k: f"with --method {config.method} (only {'/'.join(m)})"
+            for k, m in reads.items()
+            if config.method not in m
+        },
+    )
     outs = Outputs(config.overwrite)
     outs.add("--out", config.out, raw_value(argv, "--out"))
     if config.method == "airl":  # its shaping term h beside it (diffctl.irl.shaping_path)

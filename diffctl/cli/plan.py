@@ -36,6 +36,7 @@ from diffctl.cli._common import (
     check_input,
     parse,
     raw_value,
+    refuse_unused,
     run_command,
 )
 from diffctl.control import (
@@ -321,6 +322,14 @@ def main(argv: list[str]) -> int:
 
 def _main(argv: list[str]) -> int:
     config = parse(PlanCommandConfig, argv, prog="diffctl plan", description=HELP)
+    refuse_unused(  # the settings of a planner that does not run
+        config,
+        {
+            p: f"with --planner {config.planner}"
+            for p in ("mpc", "cem", "mppi", "shooting")
+            if p != config.planner
+        },
+    )
     outs = Outputs(config.overwrite)
     if config.plot is not None:
         outs.add("--plot", config.plot, raw_value(argv, "--plot"), makedirs=True)
