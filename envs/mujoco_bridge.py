@@ -63,6 +63,7 @@ __all__ = [
     "MujocoSim",
     "make_mjcf",
     "param_elements",
+    "load_model",
     "field",
     "INSTALL_HINT",
     "FIELDS",
@@ -334,7 +335,9 @@ def _compile_quietly(mujoco: Any, spec: Any) -> Any:
         mujoco.set_mju_user_warning(previous)
 
 
-def _load_model(source: str | os.PathLike[str], add_sensors: Callable[[Any], None] | None) -> Any:
+def load_model(
+    source: str | os.PathLike[str], add_sensors: Callable[[Any], None] | None = None
+) -> Any:
     """Compile an MJCF file (with ``add_sensors(spec)`` applied first); MuJoCo's parse errors
     are re-raised as ``ValueError`` naming the file."""
     mujoco = _import_mujoco()
@@ -388,7 +391,7 @@ class MujocoEnv(Env):
                 raise ValueError("add_sensors: needs an MJCF path, not a compiled model")
             model = copy.copy(model)
         elif isinstance(model, str | os.PathLike):
-            model = _load_model(model, add_sensors)
+            model = load_model(model, add_sensors)
         else:
             raise TypeError(f"model: expected an MJCF path or mujoco.MjModel, got {type(model)}")
         if frame_skip is None:

@@ -56,7 +56,9 @@ def _stepper_raw(env: Any, n: int, nthread: int, rng: np.random.Generator) -> Ca
     import mujoco
     from mujoco import rollout
 
-    m = mujoco.MjModel.from_xml_path(env.model_path) if env.model_path else env.model
+    from diffctl.envs.mujoco_bridge import load_model
+
+    m = load_model(env.model_path) if env.model_path else env.model  # without the sensors
     pool = rollout.Rollout(nthread=nthread)
     datas = [mujoco.MjData(m) for _ in range(nthread)]
     nstate = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)
