@@ -217,6 +217,9 @@ CASES = [
     ("mbrl-env-name", ["mbrl", "--env", "nope"], 2, "--env"),
     ("mbrl-env-discrete", ["mbrl", "--env", "cartpole", *TINY_MBRL], 1, "env"),
     ("mbrl-model-name", ["mbrl", "--model", "nope"], 2, "--model"),
+    ("mbrl-unused-members", ["mbrl", "--num-members", "3"], 2, "--num-members"),
+    ("mbrl-unused-elites", ["mbrl", "--planner", "mppi", "--num-elites", "3"], 2,
+     "--num-elites"),
     ("mbrl-out-exists", ["mbrl", "--out", "{model}"], 2, "--out"),
     ("mbrl-out-unwritable", ["mbrl", "--out", "/sys/m.pt"], 2, "--out"),
     # train

@@ -21,7 +21,7 @@ from typing import Annotated
 import tyro
 
 from diffctl.bench.common import format_table
-from diffctl.cli._common import Outputs, blame, parse, raw_value, run_command
+from diffctl.cli._common import Outputs, blame, parse, raw_value, refuse_unused, run_command
 from diffctl.data import atomic_write
 from diffctl.models import save_model
 from diffctl.models.mbrl import MBRLConfig, mbrl
@@ -50,6 +50,24 @@ def main(argv: list[str]) -> int:
 
 def _main(argv: list[str]) -> int:
     cmd = parse(MBRLCommandConfig, argv, prog="diffctl mbrl", description=HELP)
+    c = cmd.config
+    reads = {  # which --model / --planner reads each flag (see diffctl.models.mbrl)
+        "num_members": ("--model", ("ensemble",)),
+        "ts_mode": ("--model", ("ensemble",)),
+        "hidden": ("--model", ("mlp", "ensemble")),
+        "angle_dims": ("--model", ("mlp", "ensemble")),
+        "num_samples": ("--planner", ("cem", "icem", "mppi")),
+        "num_elites": ("--planner", ("cem", "icem")),
+        "particles": ("--planner", ("cem", "icem", "mppi")),
+    }
+    refuse_unused(
+        c,
+        {
+            k: f"with {flag} {getattr(c, flag[2:])} (only {'/'.join(only)})"
+            for k, (flag, only) in reads.items()
+            if getattr(c, flag[2:]) not in only
+        },
+    )
     outs = Outputs(cmd.overwrite)
     if cmd.out is not None:
         outs.add("--out", cmd.out, raw_value(argv, "--out"))
