@@ -11,6 +11,8 @@
   output exists (unless ``--overwrite``), is a folder, equals an input or another output.
 * ``blame(flag)`` prefixes a failure inside it with the flag it is about.
 * ``check_device(flag, value)`` refuses an unknown device or CUDA without CUDA.
+* ``refuse_unused(config, unused)`` refuses a flag the run would silently ignore (a planner's
+  settings with another planner, ...).
 
 This module imports no torch at import time: ``diffctl --help`` and usage errors stay fast.
 """
@@ -107,7 +109,10 @@ def run_command(name: str, argv: Sequence[str], body: Callable[[], int | None]) 
     except SystemExit as e:  # argparse, or a library calling sys.exit
         if e.code in (0, None):
             return 0
-        return e.code if isinstance(e.code, int) else 2
+        if isinstance(e.code, int):
+            return e.code
+        print(f"{prefix} {_one_line(str(e.code))}", file=sys.stderr)  # sys.exit("why")
+        return 1
     except Exception as e:  # noqa: BLE001 - every failure becomes one line
         if debug:
             traceback.print_exc()
