@@ -24,6 +24,7 @@ import torch
 
 from diffctl.cli import COMMANDS, HELP_LINES, main
 from diffctl.cli.collect import CollectConfig, collect
+from diffctl.data import load_dataset, save_dataset
 from diffctl.models import LinearModel, MLPDynamics, save_model
 
 TINY_FIT = ["--epochs", "2", "--eval-horizon", "5", "--no-progress"]
@@ -47,6 +48,8 @@ def f(tmp_path_factory) -> dict[str, Path]:
     p["dir"] = d / "afolder"
     p["dir"].mkdir()
     p["ds"] = collect(CollectConfig(episodes=4, out=d / "ds.npz", progress=False)).path
+    traj, _ = load_dataset(p["ds"])  # the same data with no env named in its metadata
+    p["ds_nometa"] = save_dataset(d / "nometa.npz", traj, {})
     p["ds_discrete"] = collect(
         CollectConfig(env="cartpole", episodes=1, out=d / "cp.npz", progress=False)
     ).path
@@ -158,8 +161,10 @@ CASES = [
     ("fit-model-name", ["fit", "--data", "{ds}", "--model", "transformer"], 2, "--model"),
     ("fit-env-name", ["fit", "--data", "{ds}", "--env", "nope", "--out", "{new}.pt"], 2,
      "--env"),
-    ("fit-env-dims", ["fit", "--data", "{ds}", "--model", "greybox", "--env",
-                      "cartpole-continuous", "--out", "{new}.pt"], 2, "--env"),
+    ("fit-env-other", ["fit", "--data", "{ds}", "--env", "linear", "--out", "{new}.pt"], 1,
+     "--env"),
+    ("fit-env-dims", ["fit", "--data", "{ds_nometa}", "--model", "greybox", "--env",
+                      "cartpole-continuous", "--out", "{new}.pt"], 1, "--env"),
     ("fit-params", ["fit", "--data", "{ds}", "--model", "greybox", "--params", "nope",
                     "--out", "{new}.pt", *TINY_FIT], 2, "--params"),
     ("fit-val-fraction", ["fit", "--data", "{ds}", "--val-fraction", "2", "--out", "{new}.pt"],
@@ -281,7 +286,9 @@ CASES = [
      "--demos"),
     ("irl-demos-is-model", ["irl", "--demos", "{model}", "--out", "{new}.pt"], 1, "--demos"),
     ("irl-demos-other-env", ["irl", "--demos", "{ds}", "--env", "cartpole", "--out",
-                             "{new}.pt"], 1, "--demos"),
+                             "{new}.pt"], 1, "--env"),
+    ("irl-env-other", ["irl", "--demos", "{ds}", "--env", "linear", "--out", "{new}.pt"], 1,
+     "--env"),
     ("irl-env-name", ["irl", "--demos", "{ds}", "--env", "nope", "--out", "{new}.pt"], 2,
      "--env"),
     ("irl-unused-method-flag", ["irl", "--demos", "{ds}", "--method", "airl",

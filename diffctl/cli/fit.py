@@ -159,6 +159,16 @@ def run(config: FitCommandConfig) -> dict[str, Any]:
     with blame("--data"):
         traj, data_meta = load_dataset(config.data)
     env_name = config.env or data_meta.get("env")
+    spec = None
+    if config.env is not None or config.model == "greybox":
+        with blame("--env", usage=True):  # an unknown name is a usage error
+            spec = make(env_name).spec if env_name is not None else None
+    # a flag that contradicts the file is found on reading it: a runtime error, like a bad file
+    if config.env and data_meta.get("env") and config.env != data_meta["env"]:
+        raise ValueError(
+            f"--env: {config.env!r}, but the dataset {str(config.data)!r} was collected on "
+            f"{data_meta['env']!r}"
+        )
     source = config.fit.source
     if source == "auto":
         source = "states" if traj.states is not None else "obs"
@@ -168,16 +178,13 @@ def run(config: FitCommandConfig) -> dict[str, Any]:
     act_dim = traj.actions.shape[-1] if traj.actions.is_floating_point() else 0
     if act_dim == 0:
         raise ValueError("--data: discrete actions; dynamics models need continuous actions")
-    if config.env is not None or config.model == "greybox":
-        with blame("--env", usage=True):
-            spec = make(env_name).spec if env_name is not None else None
-        if spec is not None:
-            want = (spec.state_dim if source == "states" else spec.obs_dim, spec.act_dim)
-            if want != (x.shape[-1], act_dim):
-                raise UsageError(
-                    f"--env: {env_name} has {source} dim {want[0]} and action dim {want[1]}, "
-                    f"the dataset {str(config.data)!r} {x.shape[-1]} and {act_dim}"
-                )
+    if spec is not None:
+        want = (spec.state_dim if source == "states" else spec.obs_dim, spec.act_dim)
+        if want != (x.shape[-1], act_dim):
+            raise ValueError(
+                f"--env: {env_name} has {source} dim {want[0]} and action dim {want[1]}, "
+                f"the dataset {str(config.data)!r} {x.shape[-1]} and {act_dim}"
+            )
     torch.manual_seed(config.fit.seed)  # the model's initial weights
     try:
         model = build(config, x.shape[-1], act_dim, env_name)

@@ -96,6 +96,11 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
         raise ValueError("--env: the dataset names no env; pass --env")
     with blame("--env", usage=True):
         env = make(env_name, device=config.device)
+    if config.env and meta.get("env") and config.env != meta["env"]:
+        raise ValueError(
+            f"--env: {config.env!r}, but the demos {str(config.demos)!r} were collected on "
+            f"{meta['env']!r}"
+        )
     with blame("--demos"):
         check_demos(demos, env.spec)
     if demos.states is None:
