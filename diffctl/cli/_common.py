@@ -196,9 +196,10 @@ def blame(flag: str, usage: bool = False) -> Iterator[None]:
         yield
     except (UsageError, CommandError):
         raise
-    except (ValueError, TypeError, OSError, EOFError, RuntimeError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - reworded, never swallowed
         msg = _message(e) if not isinstance(e, KeyError) else f"missing entry {e}"
-        msg = re.sub(r"^(path|name|model|agent): ", "", msg)
+        msg = msg.replace(" (run with --debug for a traceback)", "")
+        msg = re.sub(r"^(path|name|model|agent|env): ", "", msg)
         if not msg.startswith(flag):
             msg = f"{flag}: {msg}"
         raise (UsageError if usage else CommandError)(msg) from e
