@@ -11,7 +11,9 @@ Cross-Entropy Method for Real-time Planning", CoRL 2020. CEM (as in PETS) with:
   step the kept elites of the last solve, shifted by one step, join the first iteration of the
   next solve (with a warm start, i.e. in receding horizon);
 - the mean of the distribution is evaluated in the last iteration, and the best sequence seen
-  is executed (``execute = "best"``) rather than the mean;
+  is executed (``execute = "best"``) rather than the mean (``info["mean"]`` holds the mean;
+  ``MPCPolicy`` warm-starts the next solve from the shifted ``actions``, i.e. the best
+  sequence, where the paper shifts the mean);
 - samples outside the action box are clipped (no truncation).
 
 The planner is batched over start states and shares the rollout, trajectory sampling over
