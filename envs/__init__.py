@@ -6,7 +6,7 @@ imported on first use, so ``import diffctl.envs`` works without gymnasium instal
 
 from typing import Any
 
-from .base import Env, EnvSpec, angle_normalize, as_device
+from .base import Env, EnvSpec, angle_normalize, any_true, as_device
 from .registry import make, register, registered_names
 from .vec_env import VecEnv
 
@@ -17,6 +17,7 @@ __all__ = [
     "EnvSpec",
     "VecEnv",
     "angle_normalize",
+    "any_true",
     "as_device",
     "from_gymnasium",
     "make",

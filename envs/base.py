@@ -7,8 +7,10 @@ number of leading batch dimensions (``[..., nx]``), so an unbatched call is a ba
 
 Subclasses implement the underscored methods (``_dynamics``, ``_reward``, ``_observe``,
 ``_terminated``, ``_initial_state``); the public methods validate their inputs first and name the
-argument when something is wrong. Hot loops (``VecEnv(validate=False)``, planners) may call the
-underscored methods to skip the checks.
+argument when something is wrong; ``dynamics``, ``reward`` and ``step`` also refuse NaN/inf and
+out-of-range discrete actions, which synchronises with the host (skipped under ``torch.compile``
+and ``vmap``, where values are not concrete). Hot loops (``VecEnv(validate=False)``, planners)
+call the underscored methods to skip the checks.
 """
 
 from __future__ import annotations
@@ -22,7 +24,22 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-__all__ = ["EnvSpec", "Env", "as_device"]
+__all__ = ["EnvSpec", "Env", "as_device", "any_true"]
+
+
+def any_true(flags: Tensor) -> bool:
+    """Whether any entry of a bool tensor is true (a host synchronisation).
+
+    False where the values are not concrete: while ``torch.compile`` traces, and inside
+    ``torch.func.vmap`` (whose batched tensors refuse ``bool``), so a validated public method
+    still compiles and vmaps; the check then happens wherever the values are concrete.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    try:
+        return bool(flags.any())
+    except RuntimeError:  # a vmap-batched tensor: no data-dependent control flow
+        return False
 
 
 def as_device(device: str | torch.device | None) -> torch.device:
@@ -210,6 +227,21 @@ class Env:
             if tuple(u.shape) != want:
                 raise ValueError(f"{arg}: expected shape {want}, got {tuple(u.shape)}")
 
+    def _check_values(self, x: Tensor, u: Tensor | None = None, arg: str = "x") -> None:
+        """Finiteness of ``x`` (and ``u``) and the range of discrete ``u``: a host
+        synchronisation, so only the public methods call it (hot loops call ``_dynamics``)."""
+        if any_true(~torch.isfinite(x)):
+            raise ValueError(f"{arg}: state contains NaN or inf")
+        if u is None:
+            return
+        if self.spec.discrete:
+            n = self.spec.num_actions
+            out = (u < 0) | (u >= n)
+            if any_true(out):
+                raise ValueError(f"u: expected action indices in [0, {n}), got {int(u[out][0])}")
+        elif any_true(~torch.isfinite(u)):
+            raise ValueError("u: action contains NaN or inf")
+
     # ------------------------------------------------------------------ public API
     def initial_state(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Sample ``n`` start states, ``[n, nx]``, on the env's device."""
@@ -225,6 +257,7 @@ class Env:
         """Next state ``x' = f(x, u)``: ``[..., nx], [..., nu] -> [..., nx]``."""
         self._check_state(x)
         self._check_action(u, x.shape[:-1])
+        self._check_values(x, u)
         return self._dynamics(x, u)
 
     def reward(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
@@ -234,6 +267,8 @@ class Env:
         self._check_state(x_next, "x_next")
         if x_next.shape != x.shape:
             raise ValueError(f"x_next: expected shape {tuple(x.shape)}, got {tuple(x_next.shape)}")
+        self._check_values(x, u)
+        self._check_values(x_next, arg="x_next")
         return self._reward(x, u, x_next)
 
     def observe(self, x: Tensor) -> Tensor:
@@ -247,7 +282,8 @@ class Env:
         return self._terminated(x)
 
     def step(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Functional step: ``(x_next, obs_next, reward, terminated)``."""
+        """Functional step: ``(x_next, obs_next, reward, terminated)`` (inputs validated as
+        ``dynamics`` validates them: shapes, dtypes, device, NaN, discrete action range)."""
         x1 = self.dynamics(x, u)
         return x1, self._observe(x1), self._reward(x, u, x1), self._terminated(x1)
 

@@ -178,6 +178,7 @@ def train(
                 batch["truncated"],
                 cfg.gamma,
                 cfg.gae_lambda,
+                check_finite=False,  # no host sync per update
             )
             if cfg.norm_adv:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)

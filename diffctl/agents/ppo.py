@@ -491,6 +491,7 @@ def train(
                     batch["truncated"],
                     cfg.gamma,
                     cfg.gae_lambda,
+                    check_finite=False,  # no host sync per update
                 )
             if agent.obs_normalizer is not None:  # (the agent's statistics stay normal tensors)
                 with torch.inference_mode(False):

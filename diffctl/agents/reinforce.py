@@ -182,7 +182,7 @@ def train(
         iteration += 1
         batch, obs = collect_on_policy(runner, agent, obs, cfg.num_steps, gen)
         done = batch["terminated"] | batch["truncated"]
-        returns = rewards_to_go(batch["rewards"], cfg.gamma, done)
+        returns = rewards_to_go(batch["rewards"], cfg.gamma, done, check_finite=False)
         # steps of a row's unfinished last episode have no complete return: mask them out
         # (valid[t] = some episode end at or after t, a reverse cumulative max of done)
         valid = done.flip(0).cummax(0).values.flip(0)

@@ -239,6 +239,19 @@ def _bound_tensor(
     return t
 
 
+def _known_nu(dynamics: Any, spec: Any) -> tuple[int | None, str]:
+    """The control dimension a dynamics object states (and what states it), if any:
+    ``LinearDynamics``, an env's ``spec.act_dim``, a learned model's ``act_dim``."""
+    if isinstance(dynamics, LinearDynamics):
+        return dynamics.nu, "LinearDynamics F"
+    if spec is not None and getattr(spec, "act_dim", 0) > 0:
+        return int(spec.act_dim), getattr(spec, "name", "the env")
+    act_dim = getattr(dynamics, "act_dim", None)
+    if isinstance(act_dim, int) and not isinstance(act_dim, bool) and act_dim > 0:
+        return act_dim, type(dynamics).__name__
+    return None, ""
+
+
 class MPC:
     """Differentiable box-constrained iLQR planner (see the module docstring).
 
@@ -249,8 +262,9 @@ class MPC:
         cost: a ``Cost`` (``QuadCost``, ``FunctionCost``, ``LeastSquaresCost``, ``RewardCost``)
             or a callable ``cost(x, u) -> [N]``.
         config: ``MPCConfig``.
-        nu: control dimension, when it cannot be inferred (from an env, ``LinearDynamics``, a
-            ``QuadCost`` or tuple bounds).
+        nu: control dimension, when it cannot be inferred (from an env's ``spec.act_dim``,
+            ``LinearDynamics``, a learned model's ``act_dim``, a ``QuadCost`` or tuple bounds);
+            refused when it differs from what the dynamics states.
         u_lower, u_upper: tensor bounds ``[nu]`` or ``[T|1, B|1, nu]`` overriding the config.
 
     ``plan(x0 [B,nx], warm_start [T,B,nu] | None) -> PlanResult``; ``info`` holds ``history``
@@ -298,11 +312,17 @@ class MPC:
             if why:
                 raise ValueError(f"solver: 'condensed' needs {', '.join(why)}")
         spec = getattr(dynamics, "spec", None)
-        self._nu = nu
-        if self._nu is None and isinstance(dynamics, LinearDynamics):
-            self._nu = dynamics.nu
-        if self._nu is None and spec is not None and getattr(spec, "act_dim", 0) > 0:
-            self._nu = spec.act_dim
+        if spec is not None and getattr(spec, "discrete", False):
+            raise ValueError(
+                f"dynamics: {getattr(spec, 'name', 'the env')} has discrete actions; "
+                "MPC needs continuous controls (use its continuous variant)"
+            )
+        known, source = _known_nu(dynamics, spec)
+        if nu is not None and (isinstance(nu, bool) or not isinstance(nu, int) or nu < 1):
+            raise ValueError(f"nu: expected a positive int, got {nu!r}")
+        if nu is not None and known is not None and nu != known:
+            raise ValueError(f"nu: expected {known} (the controls of {source}), got {nu}")
+        self._nu = nu if nu is not None else known
         lo, hi = config.u_lower, config.u_upper
         if spec is not None and getattr(spec, "act_dim", 0) > 0:
             lo = spec.action_low if lo is None else lo
@@ -335,6 +355,9 @@ class MPC:
             raise TypeError(f"x0: expected a floating dtype, got {x0.dtype}")
         if x0.dim() != 2:
             raise ValueError(f"x0: expected shape [B, nx], got {list(x0.shape)}")
+        dev_obj = getattr(self.dyn.obj, "device", None)
+        if isinstance(dev_obj, torch.device) and x0.device != dev_obj:
+            raise ValueError(f"x0: tensor is on {x0.device}, the dynamics is on {dev_obj}")
         check_finite(x0, "x0")
         B, nx = x0.shape
         T = self.config.horizon
@@ -356,6 +379,12 @@ class MPC:
         spec = getattr(self.dyn.obj, "spec", None)
         if spec is not None and getattr(spec, "state_dim", nx) != nx:
             raise ValueError(f"x0: expected nx = {spec.state_dim} for {spec.name}, got {nx}")
+        state_dim = getattr(self.dyn.obj, "state_dim", None)
+        if spec is None and isinstance(state_dim, int) and state_dim != nx:
+            raise ValueError(
+                f"x0: expected nx = {state_dim} for {type(self.dyn.obj).__name__}, got {nx}"
+            )
+
         dt, dev = x0.dtype, x0.device
         lo = _bound_tensor(self._lo, nu, dt, dev, "u_lower", -math.inf)
         hi = _bound_tensor(self._hi, nu, dt, dev, "u_upper", math.inf)

@@ -17,13 +17,18 @@ Episode boundaries follow gymnasium's convention:
 In every case the recursion is cut at an episode end (``terminated | truncated``), so an
 auto-reset episode that follows in the same row never leaks into the one before it.
 
-Finiteness of the inputs is not checked (that would synchronise with the host); NaNs propagate.
+Validation: types, dtypes, shapes and devices always (no host synchronisation); NaN/inf in the
+inputs are refused too unless ``check_finite=False`` (a host synchronisation: training loops
+pass ``False`` and let NaNs propagate). A ``next_values`` entry of a terminated step is never
+used, so it may be anything. An empty batch (``[T, 0]``) gives an empty result.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from diffctl.envs import any_true
 
 __all__ = ["discounted_returns", "rewards_to_go", "gae", "td_lambda"]
 
@@ -57,6 +62,13 @@ def _check_like(x: object, ref: Tensor, name: str, ref_name: str, *, boolean: bo
     return x
 
 
+def _check_finite(x: Tensor, name: str, check: bool) -> None:
+    if not isinstance(check, bool):
+        raise TypeError(f"check_finite: expected a bool, got {type(check).__name__}")
+    if check and any_true(~torch.isfinite(x)):
+        raise ValueError(f"{name}: contains NaN or inf")
+
+
 def _check_coef(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a float in [0, 1], got {type(value).__name__}")
@@ -77,12 +89,13 @@ def _reverse_scan(x: Tensor, coef: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- returns
-def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
+def discounted_returns(rewards: Tensor, gamma: float, *, check_finite: bool = True) -> Tensor:
     """Discounted return of each sequence, ``sum_t gamma^t r_t``.
 
     Args:
         rewards: ``[T, *batch]`` (``[T, B]`` usually).
         gamma: discount in ``[0, 1]``.
+        check_finite: refuse NaN/inf in ``rewards`` (a host synchronisation).
 
     Returns:
         ``[*batch]``. Episode boundaries are not looked at: use ``rewards_to_go(...)[0]`` with
@@ -90,12 +103,19 @@ def discounted_returns(rewards: Tensor, gamma: float) -> Tensor:
     """
     rewards = _check_float(rewards, "rewards")
     gamma = _check_coef(gamma, "gamma")
+    _check_finite(rewards, "rewards", check_finite)
     T = rewards.shape[0]
     disc = gamma ** torch.arange(T, device=rewards.device, dtype=rewards.dtype)
     return torch.tensordot(disc, rewards, dims=([0], [0]))
 
 
-def rewards_to_go(rewards: Tensor, gamma: float = 1.0, dones: Tensor | None = None) -> Tensor:
+def rewards_to_go(
+    rewards: Tensor,
+    gamma: float = 1.0,
+    dones: Tensor | None = None,
+    *,
+    check_finite: bool = True,
+) -> Tensor:
     """Discounted rewards-to-go ``G_t = sum_{t' >= t} gamma^(t'-t) r_t'`` within each episode.
 
     The recursion ``G_t = r_t + gamma (1 - done_t) G_{t+1}`` is cut after every ``done`` step and
@@ -107,12 +127,14 @@ def rewards_to_go(rewards: Tensor, gamma: float = 1.0, dones: Tensor | None = No
         rewards: ``[T, *batch]``.
         gamma: discount in ``[0, 1]``.
         dones: optional bool ``[T, *batch]``; ``dones[t]`` ends an episode after step ``t``.
+        check_finite: refuse NaN/inf in ``rewards`` (a host synchronisation).
 
     Returns:
         ``[T, *batch]``.
     """
     rewards = _check_float(rewards, "rewards")
     gamma = _check_coef(gamma, "gamma")
+    _check_finite(rewards, "rewards", check_finite)
     if dones is None:
         cont = torch.full_like(rewards, gamma)
     else:
@@ -129,6 +151,7 @@ def _check_value_args(
     truncated: Tensor,
     gamma: float,
     lam: float,
+    check_finite: bool,
 ) -> tuple[Tensor, Tensor, float, float]:
     """Validate the shared arguments; returns ``(terminated, done, gamma, lam)``."""
     rewards = _check_float(rewards, "rewards")
@@ -138,6 +161,9 @@ def _check_value_args(
     _check_like(truncated, rewards, "truncated", "rewards", boolean=True)
     gamma = _check_coef(gamma, "gamma")
     lam = _check_coef(lam, "lam")
+    _check_finite(rewards, "rewards", check_finite)
+    _check_finite(values, "values", check_finite)
+    _check_finite(torch.where(terminated, 0.0, next_values), "next_values", check_finite)
     return terminated, terminated | truncated, gamma, lam
 
 
@@ -149,6 +175,8 @@ def gae(
     truncated: Tensor,
     gamma: float,
     lam: float,
+    *,
+    check_finite: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016, "High-dimensional continuous
     control using generalized advantage estimation").
@@ -163,13 +191,15 @@ def gae(
         truncated: bool ``[T, *batch]``: bootstrap from ``next_values``, then cut the recursion.
         gamma: discount in ``[0, 1]``.
         lam: GAE lambda in ``[0, 1]`` (1: Monte-Carlo minus baseline, 0: one-step TD error).
+        check_finite: refuse NaN/inf in ``rewards``, ``values`` and the ``next_values`` of
+            non-terminated steps (a host synchronisation; training loops pass ``False``).
 
     Returns:
         ``(advantages, returns)``, both ``[T, *batch]``; ``returns = advantages + values`` is the
         critic target (the lambda-return of ``values``).
     """
     term, done, gamma, lam = _check_value_args(
-        rewards, values, next_values, terminated, truncated, gamma, lam
+        rewards, values, next_values, terminated, truncated, gamma, lam, check_finite
     )
     # TD residual delta_t = r_t + gamma V(s_{t+1}) - V(s_t) (Schulman et al. 2016, Sec. 3),
     # with V(terminal) = 0.
@@ -190,6 +220,8 @@ def td_lambda(
     truncated: Tensor,
     gamma: float,
     lam: float,
+    *,
+    check_finite: bool = True,
 ) -> Tensor:
     """TD(lambda) returns (Sutton & Barto 2018, Sec. 12.1, recursive form of the lambda-return).
 
@@ -203,7 +235,7 @@ def td_lambda(
         ``[T, *batch]``.
     """
     term, done, gamma, lam = _check_value_args(
-        rewards, values, next_values, terminated, truncated, gamma, lam
+        rewards, values, next_values, terminated, truncated, gamma, lam, check_finite
     )
     # Unrolled: G_t = base_t + gamma lam (1 - done_t) G_{t+1} with
     # base_t = r_t + gamma (1 - term_t) [(1 - lam) + lam done_t] V(s_{t+1}); the end of the

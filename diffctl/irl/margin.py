@@ -303,7 +303,7 @@ def max_margin_irl_sampled(
             x = demos.states[0].repeat_interleave(K, 0)
             xs = [x]
             for t in range(T):
-                x = env.dynamics(x, us[t])
+                x = env._dynamics(x, us[t])  # (no per-step host sync)
                 xs.append(x)
             xs_t = torch.stack(xs)
         R_exp = reward_model(demos.states, demos.actions, demos.next_states).sum(0)  # [B]

@@ -4,6 +4,11 @@ A dynamics model is an ``nn.Module`` whose ``forward(x, u) -> x_next`` maps ``[.
 and ``[..., nu]`` actions to ``[..., nx]`` next states, so it plugs in anywhere an env's
 ``dynamics`` does (planners, ``torch.func.jacrev`` + ``vmap`` linearisations). ``forward`` uses no
 in-place ops and no Python branching on tensor values.
+
+Validation: every call ``model(x, u)`` checks what needs no host synchronisation (types,
+dtypes, the last dimensions, broadcastable batch shapes, the device) and names the argument;
+``predict(x, u)`` is the validated public entry point that also refuses NaN/inf (a host
+synchronisation, so planners and training loops call the model itself).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from diffctl.envs import any_true
 
 __all__ = ["DynamicsModel", "Standardizer", "angle_features"]
 
@@ -45,6 +52,12 @@ class Standardizer(nn.Module):
 
     def denormalize(self, v: Tensor) -> Tensor:
         return v * self.std + self.mean
+
+
+def _check_call(module: nn.Module, args: tuple[Any, ...]) -> None:
+    """Forward pre-hook of every ``DynamicsModel``: ``model(x, u, ...)`` checks its inputs."""
+    if len(args) >= 2:
+        module._check_call_inputs(args[0], args[1])  # type: ignore[operator]
 
 
 def angle_features(x: Tensor, angle_dims: Sequence[int]) -> Tensor:
@@ -87,6 +100,7 @@ class DynamicsModel(nn.Module):
                 raise ValueError(f"{name}: expected a positive int, got {v!r}")
         self.state_dim = state_dim
         self.act_dim = act_dim
+        self.register_forward_pre_hook(_check_call)
 
     # ------------------------------------------------------------------ protocol
     def forward(self, x: Tensor, u: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -104,23 +118,51 @@ class DynamicsModel(nn.Module):
         """Constructor arguments (plain Python values) that rebuild this model's architecture."""
         return {"state_dim": self.state_dim, "act_dim": self.act_dim}
 
+    def predict(self, x: Tensor, u: Tensor) -> Tensor:
+        """Next state ``[..., nx]``, with ``x``, ``u`` validated first (shapes, dtypes, device,
+        NaN/inf; a host synchronisation): the checked form of ``model(x, u)``."""
+        self.check_inputs(x, u)
+        for name, t in (("x", x), ("u", u)):
+            if any_true(~torch.isfinite(t)):
+                raise ValueError(f"{name}: contains NaN or inf")
+        return self(x, u)
+
     # ------------------------------------------------------------------ helpers
     def check_inputs(self, x: Tensor, u: Tensor) -> None:
-        """Validate shapes/dtypes of ``x`` and ``u`` (call outside hot loops)."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-        if not isinstance(u, Tensor):
-            raise TypeError(f"u: expected a torch.Tensor, got {type(u).__name__}")
-        if not x.is_floating_point() or not u.is_floating_point():
-            raise TypeError(f"x, u: expected floating dtypes, got {x.dtype}, {u.dtype}")
-        if x.dim() == 0 or x.shape[-1] != self.state_dim:
-            raise ValueError(f"x: expected shape [..., {self.state_dim}], got {tuple(x.shape)}")
-        if u.dim() == 0 or u.shape[-1] != self.act_dim:
-            raise ValueError(f"u: expected shape [..., {self.act_dim}], got {tuple(u.shape)}")
+        """Validate types, dtypes, shapes and devices of ``x`` and ``u`` (no host sync)."""
+        self._check_call_inputs(x, u)
         if x.shape[:-1] != u.shape[:-1]:
             raise ValueError(
-                f"x, u: batch shapes differ: {tuple(x.shape[:-1])} vs {tuple(u.shape[:-1])}"
+                f"u: expected batch shape {tuple(x.shape[:-1])} (that of x), "
+                f"got {tuple(u.shape[:-1])}"
             )
+
+    def _device(self) -> torch.device | None:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return None
+
+    def _check_call_inputs(self, x: Any, u: Any) -> None:
+        for name, t, n in (("x", x, self.state_dim), ("u", u, self.act_dim)):
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+            if not t.is_floating_point():
+                raise TypeError(f"{name}: expected a floating dtype, got {t.dtype}")
+            if t.dim() == 0 or t.shape[-1] != n:
+                raise ValueError(f"{name}: expected shape [..., {n}], got {tuple(t.shape)}")
+        dev = self._device()
+        for name, t in (("x", x), ("u", u)):
+            if dev is not None and t.device != dev:
+                raise ValueError(f"{name}: tensor is on {t.device}, the model is on {dev}")
+        try:
+            torch.broadcast_shapes(x.shape[:-1], u.shape[:-1])
+        except RuntimeError:
+            raise ValueError(
+                f"u: batch shape {tuple(u.shape[:-1])} does not broadcast against x's "
+                f"{tuple(x.shape[:-1])}"
+            ) from None
 
     def rollout(self, x0: Tensor, actions: Tensor) -> Tensor:
         """Open-loop states ``[T+1, B, nx]`` from ``x0 [B, nx]`` under ``actions [T, B, nu]``."""
