@@ -16,11 +16,14 @@ read back with ``diffctl.irl.load_reward(path)``; ``airl`` also writes its shapi
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from tqdm.auto import tqdm
 
 from diffctl.cli._common import (
     Outputs,
@@ -75,6 +78,8 @@ class IRLCommandConfig:
     mpc: MPCImitationConfig = field(default_factory=MPCImitationConfig)
     bc: BCConfig = field(default_factory=BCConfig)
     """behavioural cloning of the sampler policy used by maxent."""
+    progress: bool = True
+    """show a progress bar (one update per iteration)."""
     overwrite: bool = False
     """replace the outputs if they exist (otherwise an existing file is refused)."""
     debug: bool = False
@@ -108,8 +113,48 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
             "--demos: the dataset has no true states (collect it with diffctl collect)"
         )
     demos = demos.to(dtype=env.dtype)
-    spec = env.spec
     torch.manual_seed(config.seed)
+    method = config.method
+    total = {
+        "maxent": config.maxent.iterations,
+        "margin": config.margin.iterations,
+        "mpc": config.mpc.iterations,
+    }.get(method)  # gail/airl: one update per PPO iteration
+    bar = tqdm(
+        total=total,
+        unit="it",
+        desc=f"irl {method}",
+        disable=not config.progress,
+        file=sys.stderr,
+        leave=False,
+    )
+
+    def progress(record: dict) -> None:
+        bar.update(1)
+        shown = {k: v for k, v in record.items() if k in _SHOWN and isinstance(v, float)}
+        bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items()}, refresh=False)
+
+    with bar:
+        reward, history, settings, saver = _learn(config, env, env_name, demos, progress)
+    file_meta = {
+        "method": method,
+        "env": env_name,
+        "demos": str(config.demos),
+        "settings": settings,
+    }
+    (saver or reward.save)(config.out, meta=file_meta)
+    return reward, history, file_meta
+
+
+#: history fields the progress bar shows
+_SHOWN = ("loss", "hinge", "disc_loss", "disc_accuracy", "mean_return")
+
+
+def _learn(
+    config: IRLCommandConfig, env: Any, env_name: str, demos: Any, progress: Callable[[dict], None]
+) -> tuple[RewardModel, list[dict], dict, Any]:
+    """Run the chosen method; returns ``(reward, history, settings, saver or None)``."""
+    spec = env.spec
     method = config.method
     saver = None  # AIRL saves h beside g, so re-planning uses the whole learned f
     if method in ("maxent", "margin"):
@@ -127,29 +172,22 @@ def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
         if method == "maxent":
             bc = behavioural_cloning(demos, spec, config.bc).policy
             res = maxent_irl_sampled(
-                env, demos, reward, lambda x: bc(env.observe(x)), config.maxent
+                env, demos, reward, lambda x: bc(env.observe(x)), config.maxent, callback=progress
             )
         else:
-            res = max_margin_irl_sampled(env, demos, reward, config.margin)
+            res = max_margin_irl_sampled(env, demos, reward, config.margin, callback=progress)
         reward, history = res.reward, res.history
         settings = asdict(config.maxent if method == "maxent" else config.margin)
     elif method in ("gail", "airl"):
         adv = AdversarialConfig(**{**asdict(config.adversarial), "method": method})
-        res_adv = adversarial_irl(env, demos, adv)
+        res_adv = adversarial_irl(env, demos, adv, callback=progress)
         reward, history, settings = res_adv.reward, res_adv.history, asdict(adv)
         saver = res_adv.save
     else:
-        res_mpc = mpc_imitation(env, demos, config.mpc)
+        res_mpc = mpc_imitation(env, demos, config.mpc, callback=progress)
         reward, history, settings = res_mpc.reward, res_mpc.history, asdict(config.mpc)
         settings["learned_dynamics"] = {k: v.tolist() for k, v in res_mpc.params.items()}
-    file_meta = {
-        "method": method,
-        "env": env_name,
-        "demos": str(config.demos),
-        "settings": settings,
-    }
-    (saver or reward.save)(config.out, meta=file_meta)
-    return reward, history, file_meta
+    return reward, history, settings, saver
 
 
 def main(argv: list[str]) -> int:

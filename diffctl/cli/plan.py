@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from tqdm.auto import tqdm
 
 from diffctl.bench.common import format_table
 from diffctl.cli._common import (
@@ -94,6 +96,8 @@ class PlanCommandConfig:
     cem: CEMConfig = CEMConfig()
     mppi: MPPIConfig = MPPIConfig()
     shooting: ShootingConfig = ShootingConfig()
+    progress: bool = True
+    """show a progress bar over the control steps (with the solve time per step)."""
     overwrite: bool = False
     """replace --plot if it exists (otherwise an existing file is refused)."""
     debug: bool = False
@@ -266,12 +270,22 @@ def run(config: PlanCommandConfig) -> dict[str, Any]:
     returns = torch.zeros(config.episodes, dtype=env.dtype)
     states, actions = [venv.state.clone()], []
     t0 = time.perf_counter()
-    for _ in range(steps):
-        u = policy.act(venv.state, reset=venv.elapsed_steps == 0)
-        _, r, _, _, info = venv.step(u)
-        returns += r
-        actions.append(u.detach().clone())
-        states.append(info["final_state"].clone())
+    bar = tqdm(
+        total=steps,
+        unit="step",
+        desc=f"plan {config.planner}",
+        disable=not config.progress,
+        file=sys.stderr,
+        leave=False,
+    )
+    with bar:
+        for _ in range(steps):
+            u = policy.act(venv.state, reset=venv.elapsed_steps == 0)
+            _, r, _, _, info = venv.step(u)
+            returns += r
+            actions.append(u.detach().clone())
+            states.append(info["final_state"].clone())
+            bar.update(1)
     wall = time.perf_counter() - t0
     hist = policy.history
     return {

@@ -21,6 +21,7 @@ import dataclasses
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,6 +228,8 @@ def adversarial_irl(
     demos: Trajectory,
     config: AdversarialConfig = AdversarialConfig(),
     ppo_config: PPOConfig | None = None,
+    *,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> AdversarialResult:
     """Run GAIL or AIRL on ``env`` (an ``Env``) from ``demos`` (with true ``states``).
 
@@ -339,6 +342,8 @@ def adversarial_irl(
         record["disc_loss"] = loss_mean
         record["disc_accuracy"] = acc_mean
         disc_log.append({"disc_loss": loss_mean, "disc_accuracy": acc_mean})
+        if callback is not None:  # once per PPO iteration (progress)
+            callback(record)
 
     t0 = time.perf_counter()
     try:

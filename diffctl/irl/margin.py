@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -268,6 +269,8 @@ def max_margin_irl_sampled(
     demos: Any,
     reward_model: RewardModel,
     config: SampledMarginConfig = SampledMarginConfig(),
+    *,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> MarginResult:
     """``min l2 ||w||^2 + mean_b ReLU(margin + max_k R(tau_bk) - R(tau*_b))`` over sampled
     candidate trajectories ``tau_bk`` that start where expert trajectory ``b`` starts (lecture
@@ -322,5 +325,7 @@ def max_margin_irl_sampled(
                 "time": time.perf_counter() - t0,
             }
         )
+        if callback is not None:  # once per iteration (progress)
+            callback(history[-1])
     empty = torch.zeros(0)
     return MarginResult(reward=reward_model, rewards=empty, policy=empty, history=history)

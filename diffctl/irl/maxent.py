@@ -253,6 +253,8 @@ def maxent_irl_sampled(
     reward_model: RewardModel,
     sampler: Callable[[Tensor], Tensor],
     config: SampledMaxEntConfig = SampledMaxEntConfig(),
+    *,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> SampledMaxEntResult:
     """MaxEnt IRL on a continuous env with an importance-sampled partition function.
 
@@ -330,4 +332,6 @@ def maxent_irl_sampled(
                 "ess": float(1.0 / (w**2).sum()),
             }
         )
+        if callback is not None:  # once per iteration (progress)
+            callback(history[-1])
     return SampledMaxEntResult(reward=reward_model, history=history)

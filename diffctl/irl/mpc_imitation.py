@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,8 @@ def mpc_imitation(
     demos: Trajectory,
     config: MPCImitationConfig = MPCImitationConfig(),
     reward_model: RewardModel | None = None,
+    *,
+    callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> MPCImitationResult:
     """Fit the cost (and ``config.learn_dynamics`` parameters) of an MPC to expert actions.
 
@@ -183,6 +186,8 @@ def mpc_imitation(
         rec = {"iteration": it + 1, "loss": float(loss.detach()), "time": time.perf_counter() - t0}
         rec.update({f"param_{k}": v.detach().tolist() for k, v in params.items()})
         history.append(rec)
+        if callback is not None:  # once per iteration (progress)
+            callback(rec)
     final = imitation_loss(torch.arange(n, device=X.device)).detach()
     history.append(
         {
