@@ -4,8 +4,10 @@
 and action; no terminal term). The default is the double integrator sampled with zero-order hold
 at ``dt = 0.1``: ``A = [[1, dt], [0, 1]]``, ``B = [[dt^2 / 2], [dt]]``, ``Q = I``, ``R = 0.1 I``.
 Any ``A [nx, nx]``, ``B [nx, nu]``, ``Q [nx, nx]``, ``R [nu, nu]`` may be given; the dimensions
-are read from ``A`` and ``B``. Actions are unbounded unless ``action_low`` / ``action_high``
-are given, in which case the dynamics and reward use the clipped action.
+are read from ``A`` and ``B``. Actions are bounded by ``[-10, 10]`` per component unless
+``action_low`` / ``action_high`` say otherwise (finite bounds, so the gymnasium ``Box`` of
+``to_gymnasium`` passes SB3's ``check_env``; pass ``-math.inf`` / ``math.inf`` for an unbounded
+system); the dynamics and reward use the clipped action.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from torch import Tensor
 
 from .base import Env, EnvSpec
 
-__all__ = ["Linear"]
+__all__ = ["Linear", "DEFAULT_ACTION_BOUND"]
+
+#: Default action bound of every component: wide enough that LQR from the default start
+#: states never reaches it, finite so that gymnasium's ``Box`` (and SB3's ``check_env``) accept
+#: the action space and random policies sample uniformly in it.
+DEFAULT_ACTION_BOUND = 10.0
 
 
 def _matrix(name: str, value: Any, shape: tuple[int | None, int | None]) -> Tensor:
@@ -57,7 +64,8 @@ class Linear(Env):
             symmetric positive semi-definite and ``R`` symmetric positive definite; when only
             ``A`` (or ``B``) changes the dimensions, ``Q`` / ``R`` default to ``I`` / ``0.1 I``.
         dt: sampling time of the default double integrator (also ``spec.dt``).
-        action_low, action_high: action bounds (float or ``nu`` values; default unbounded).
+        action_low, action_high: action bounds (float or ``nu`` values; default
+            ``-DEFAULT_ACTION_BOUND`` / ``DEFAULT_ACTION_BOUND``; infinities for none).
         max_steps: episode length (default 200).
         init_scale: start states are ``U(-init_scale, init_scale)^nx``.
     """
@@ -128,8 +136,8 @@ class Linear(Env):
         }
         # keep the caller's tensors (and autograd graphs) where they already match
         self._set_params({k: v for k, v in given.items() if isinstance(v, Tensor)})
-        low = _bounds("action_low", action_low, nu, -math.inf)
-        high = _bounds("action_high", action_high, nu, math.inf)
+        low = _bounds("action_low", action_low, nu, -DEFAULT_ACTION_BOUND)
+        high = _bounds("action_high", action_high, nu, DEFAULT_ACTION_BOUND)
         self._bounded = any(math.isfinite(v) for v in (*low, *high))
         self._u_low = torch.tensor(low, device=self.device, dtype=dtype)
         self._u_high = torch.tensor(high, device=self.device, dtype=dtype)

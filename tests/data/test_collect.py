@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from diffctl.envs import make
@@ -75,7 +77,7 @@ def test_random_policy_bounds_and_unbounded_gaussian():
     low, high = env.spec.action_bounds()
     assert (u >= low).all() and (u <= high).all()
     torch.testing.assert_close(u.mean(0), (low + high) / 2, atol=0.05, rtol=0)
-    lin = make("linear")  # unbounded actions: unit Gaussian
+    lin = make("linear", action_low=-math.inf, action_high=math.inf)  # unbounded: unit Gaussian
     u = random_policy(lin, seed=0, device=torch.device("cpu"), args={})(
         torch.zeros(4000, lin.spec.obs_dim)
     )

@@ -29,6 +29,16 @@ def test_check_env_passes(name: str) -> None:
     assert obs.dtype == np.float32 and obs.shape == (genv.env.spec.obs_dim,)
 
 
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_sb3_check_env_passes(name: str) -> None:
+    """SB3's checker refuses an infinite action box: every env's default bounds are finite."""
+    sb3_check_env = pytest.importorskip("stable_baselines3.common.env_checker").check_env
+    genv = to_gymnasium(make(name), seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SB3 recommends a [-1, 1] box: a warning only
+        sb3_check_env(genv, warn=True)  # (its finite-bounds assertion runs with warn=True)
+
+
 def test_to_gymnasium_steps_like_the_env_and_truncates() -> None:
     env = make("pendulum", dtype=torch.float64)
     genv = to_gymnasium(env)

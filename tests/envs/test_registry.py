@@ -132,7 +132,9 @@ def test_linear_infers_dimensions_and_bounds() -> None:
     assert torch.equal(env.params["Q"], torch.eye(3)) and torch.allclose(
         env.params["R"], 0.1 * torch.eye(2)
     )
-    free = make("linear")
+    boxed = make("linear")  # finite by default (gymnasium's Box, SB3's check_env)
+    assert boxed.spec.action_low == (-10.0,) and boxed.spec.action_high == (10.0,)
+    free = make("linear", action_low=-float("inf"), action_high=float("inf"))
     assert free.spec.action_low == (-float("inf"),) and free.spec.action_high == (float("inf"),)
 
 

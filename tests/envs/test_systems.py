@@ -154,7 +154,7 @@ def test_linear_lqr_cost_equals_the_riccati_value() -> None:
 
 
 def test_linear_clips_given_bounds_only() -> None:
-    free = make("linear", dtype=F64)
+    free = make("linear", dtype=F64, action_low=-math.inf, action_high=math.inf)
     boxed = make("linear", dtype=F64, action_low=-1.0, action_high=1.0)
     x = torch.zeros(1, 2, dtype=F64)
     u = torch.tensor([[5.0]], dtype=F64)
