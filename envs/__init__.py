@@ -30,7 +30,16 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _GYM_ADAPTERS:
-        from . import gym_adapters  # needs gymnasium
+        try:
+            from . import gym_adapters  # needs gymnasium
+        except ModuleNotFoundError as e:
+            if e.name != "gymnasium":
+                raise
+            raise ModuleNotFoundError(
+                f"{name} needs gymnasium, which is not installed: pip install 'diffctl[gym]' "
+                "(also in [all])",
+                name="gymnasium",
+            ) from e
 
         return getattr(gym_adapters, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -114,8 +114,13 @@ def write_history(history: list[dict[str, Any]], out: str, title: str) -> list[s
 
 def _make_env(name: str, device: str | None) -> Any:
     if name.startswith("gym:"):
-        from diffctl.envs import from_gymnasium
-
+        try:
+            from diffctl.envs import from_gymnasium
+        except ImportError as e:
+            raise UsageError(
+                f"--env: {name!r} needs gymnasium, which is not installed: "
+                "pip install 'diffctl[gym]' (also in [all])"
+            ) from e
         return from_gymnasium(name[4:])
     from diffctl.envs import make
 

@@ -160,3 +160,22 @@ def test_envs_import_without_gymnasium() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert "ImportError" in out.stdout and "gymnasium" in out.stdout
+
+
+def test_gym_ids_name_the_extra_without_gymnasium(monkeypatch, tmp_path, capsys) -> None:
+    """``--env gym:<id>`` and the gymnasium adapters say which extra brings gymnasium."""
+    import sys
+
+    import diffctl.envs
+
+    from diffctl.cli import main
+
+    monkeypatch.setitem(sys.modules, "gymnasium", None)
+    monkeypatch.delitem(sys.modules, "diffctl.envs.gym_adapters", raising=False)
+    monkeypatch.delattr(diffctl.envs, "gym_adapters", raising=False)  # (imported before)
+    with pytest.raises(ModuleNotFoundError, match=r"diffctl\[gym\]"):
+        diffctl.envs.to_gymnasium  # noqa: B018
+    argv = ["train", "ppo", "--env", "gym:Pendulum-v1", "--no-progress", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffctl train: error: --env:") and "diffctl[gym]" in err, err
