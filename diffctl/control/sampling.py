@@ -320,15 +320,14 @@ class _SamplingPlanner:
         info: dict[str, Any],
         t0: float,
     ) -> PlanResult:
-        """Roll out the plan ``mean [B, T, nu]`` (first particle's states, mean cost)."""
-        cfg = self.config
-        B = x0.shape[0]
+        """Roll out the plan ``mean [B, T, nu]`` once: the mean cost over its particles and the
+        first particle's predicted states."""
+        B, T = mean.shape[:2]
+        P = self.config.particles
         actions = mean.transpose(0, 1).contiguous()
-        cost = self._score(x0, mean[:, None], gen, compiled=False)[:, 0]
-        member = None
-        if cfg.ensemble_size > 0:
-            member = torch.zeros(B, dtype=torch.int64, device=x0.device)
-        states = self.objective.rollout(x0, actions, member)
+        cost, states = self._particles(x0, mean[:, None], gen, compiled=False)
+        cost = cost.reshape(B, P).mean(-1)
+        states = states.reshape(T + 1, B, P, -1)[:, :, 0]
         converged = converged & torch.isfinite(cost)
         if x0.device.type == "cuda":  # the one synchronisation of a solve, for its timing
             torch.cuda.synchronize(x0.device)
