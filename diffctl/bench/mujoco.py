@@ -7,8 +7,11 @@ in the control range, chained, for ``--steps`` steps:
 * ``raw``: ``mujoco.rollout.Rollout(nthread)`` on the same model (without the task's sensors),
   ``frame_skip`` substeps per step from the previous step's states, with preallocated outputs
   and the wrapper's checks skipped (the physics alone: no reward, observation or reset);
-* ``ours``: ``VecEnv(make("mujoco:<Task>-v5"), N)`` (float32 torch states; rewards,
-  observations, termination, auto-reset and episode statistics included);
+* ``ours``: ``VecEnv(make("mujoco:<Task>-v5", dtype=...), N)`` (rewards, observations,
+  termination, auto-reset and episode statistics included). The default ``--dtype float64``
+  keeps MuJoCo's own precision, so ours and the raw rollout follow the same trajectory; float32
+  states round the physics every step, which changes the trajectory and, on half-cheetah's
+  contacts, costs MuJoCo's solver about 1.5x the time per step (measured);
 * ``gymnasium``: ``gymnasium.vector.SyncVectorEnv`` of ``gymnasium.make(Task)``, ``N`` copies.
 
 The sides are timed in interleaved rounds (the fastest round of each is reported), with torch
@@ -53,7 +56,18 @@ def _best_rate(fns: dict[str, Callable[[], None]], steps: int, repeat: int) -> d
     return best
 
 
-def _stepper_raw(env: Any, n: int, nthread: int, rng: np.random.Generator) -> Callable[[], None]:
+def _start(env: Any, n: int) -> torch.Tensor:
+    """The same ``n`` start states for both our side and the raw one (the task's reset)."""
+    return env.initial_state(n, torch.Generator().manual_seed(0))
+
+
+def _actions(env: Any, n: int) -> np.ndarray:
+    """The same random actions in the control range, ``[n, nu]``, for every side."""
+    low, high = env.spec.action_bounds(dtype=torch.float64)
+    return np.random.default_rng(0).uniform(low.numpy(), high.numpy(), size=(n, env.spec.act_dim))
+
+
+def _stepper_raw(env: Any, n: int, nthread: int) -> Callable[[], None]:
     import mujoco
     from mujoco import rollout
 
@@ -64,10 +78,9 @@ def _stepper_raw(env: Any, n: int, nthread: int, rng: np.random.Generator) -> Ca
     datas = [mujoco.MjData(m) for _ in range(nthread)]
     nstate = mujoco.mj_stateSize(m, mujoco.mjtState.mjSTATE_FULLPHYSICS)
     state = np.zeros((n, nstate))
-    state[:, 1 : 1 + m.nq] = m.qpos0
-    low, high = env.spec.action_bounds(dtype=torch.float64)
+    state[:, 1:] = _start(env, n)[:, env.layout["physics"]].double().numpy()
     fs = env.sim.frame_skip
-    ctrl = np.repeat(rng.uniform(low.numpy(), high.numpy(), size=(n, 1, m.nu)), fs, axis=1)
+    ctrl = np.repeat(_actions(env, n)[:, None, :], fs, axis=1)
     out = np.empty((n, fs, nstate))
     sens = np.empty((n, fs, m.nsensordata))
     models = [m] * n
@@ -81,23 +94,22 @@ def _stepper_raw(env: Any, n: int, nthread: int, rng: np.random.Generator) -> Ca
     return step
 
 
-def _stepper_ours(env: Any, n: int, rng: np.random.Generator) -> Callable[[], None]:
+def _stepper_ours(env: Any, n: int) -> Callable[[], None]:
     from diffctl.envs import VecEnv
 
     venv = VecEnv(env, num_envs=n, seed=0, validate=False)
     venv.reset()
-    low, high = env.spec.action_bounds(dtype=env.dtype)
-    u = low + (high - low) * torch.from_numpy(rng.random((n, env.spec.act_dim))).to(env.dtype)
+    venv.set_state(_start(env, n))
+    u = torch.from_numpy(_actions(env, n)).to(env.dtype)
     return lambda: venv.step(u) and None
 
 
-def _stepper_gym(task: str, n: int, rng: np.random.Generator) -> Callable[[], None]:
+def _stepper_gym(env: Any, task: str, n: int) -> Callable[[], None]:
     import gymnasium as gym
 
     venv = gym.vector.SyncVectorEnv([lambda: gym.make(task) for _ in range(n)])
     venv.reset(seed=0)
-    space = venv.action_space
-    u = rng.uniform(space.low, space.high)
+    u = _actions(env, n)
     return lambda: venv.step(u) and None
 
 
@@ -125,21 +137,23 @@ def _jacobian_ms(env: Any, n: int) -> tuple[float, float]:
 
 
 def run_bench(
-    tasks: Sequence[str], sizes: Sequence[int], steps: int, repeat: int, nthread: int, peer: bool
+    tasks: Sequence[str],
+    sizes: Sequence[int],
+    steps: int,
+    repeat: int,
+    nthread: int,
+    peer: bool,
+    dtype: torch.dtype = torch.float64,
 ) -> list[dict[str, Any]]:
     from diffctl.envs import make
 
     rows = []
-    rng = np.random.default_rng(0)
     for task in tasks:
-        env = make(f"mujoco:{task}", nthread=nthread)
+        env = make(f"mujoco:{task}", nthread=nthread, dtype=dtype)
         for n in sizes:
-            fns = {
-                "raw": _stepper_raw(env, n, nthread, rng),
-                "ours": _stepper_ours(env, n, rng),
-            }
+            fns = {"raw": _stepper_raw(env, n, nthread), "ours": _stepper_ours(env, n)}
             if peer:
-                fns["gym"] = _stepper_gym(task, n, rng)
+                fns["gym"] = _stepper_gym(env, task, n)
             rates = {k: v * n for k, v in _best_rate(fns, steps, repeat).items()}
             jac, mjd = _jacobian_ms(env, n)
             rows.append(
@@ -167,9 +181,16 @@ def run(argv: Sequence[str] | None = None) -> BenchResult:
     p.add_argument("--repeat", type=int, default=3, help="timed rounds (the fastest counts)")
     p.add_argument("--threads", type=int, default=2, help="torch and MuJoCo threads")
     p.add_argument("--skip-peer", action="store_true", help="leave out gymnasium")
+    p.add_argument(
+        "--dtype",
+        choices=["float64", "float32"],
+        default="float64",
+        help="our states' dtype (float32 rounds MuJoCo's state every step)",
+    )
     args = p.parse_args(list(argv) if argv is not None else None)
     nthread = set_threads(args.threads)
     result = BenchResult(name="mujoco")
     peer = result.peer_available("gymnasium", skip=args.skip_peer)
-    result.rows = run_bench(args.tasks, args.sizes, args.steps, args.repeat, nthread, peer)
+    dtype = getattr(torch, args.dtype)
+    result.rows = run_bench(args.tasks, args.sizes, args.steps, args.repeat, nthread, peer, dtype)
     return result
