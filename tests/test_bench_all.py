@@ -23,6 +23,7 @@ TINY = {
             "--venv", "/proc/diffctl-cannot-exist/venv"],
     "mbrl": ["--tasks", "pendulum", "--skip-ppo", "--iterations", "1", "--episode-steps", "20"],
     "mujoco": ["--tasks", "Hopper-v5", "--sizes", "2", "--steps", "2", "--repeat", "1"],
+    "humanoid": ["--starts", "1", "--steps", "20"],
 }  # fmt: skip
 
 

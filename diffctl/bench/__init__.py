@@ -13,4 +13,5 @@ BENCHES: dict[str, str] = {
     "irl": "irl",
     "mbrl": "mbrl",
     "mujoco": "mujoco",
+    "humanoid": "humanoid",
 }

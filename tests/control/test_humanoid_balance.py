@@ -1,0 +1,136 @@
+"""Predictive sampling on MuJoCo: the batched rollout equals stepping the env, the spline and
+its shift, config errors, and a short humanoid balance run (2 starts x 150 steps, one push)
+that must stay upright (the full acceptance run is ``diffctl bench humanoid``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("mujoco")
+pytest.importorskip("gymnasium")
+
+from diffctl.control.base import Planner  # noqa: E402
+from diffctl.control.humanoid import (  # noqa: E402
+    BalanceConfig,
+    HumanoidStandCost,
+    balance,
+    humanoid_env,
+    roll_pitch,
+)
+from diffctl.control.predictive import (  # noqa: E402
+    PredictiveSampling,
+    PredictiveSamplingConfig,
+    _interpolation_matrix,
+)
+
+pytestmark = pytest.mark.mujoco
+
+
+@pytest.fixture(scope="module")
+def env():
+    return humanoid_env(nthread=1)
+
+
+def test_rollout_of_the_true_model_equals_stepping_the_env(env):
+    """With the env's own substeps and integrator the planner's one-call rollout is the env."""
+    cfg = PredictiveSamplingConfig(
+        horizon=4, num_knots=2, planning_substeps=None, planning_integrator=None, nthread=1
+    )
+    planner = PredictiveSampling(env, HumanoidStandCost(env), cfg)
+    x = env.initial_state(3, torch.Generator().manual_seed(1))
+    u = torch.rand(3, 4, env.spec.act_dim, dtype=torch.float64, generator=torch.Generator()) - 0.5
+    u = 0.6 * u
+    xs = planner.rollout(x.numpy(), u.numpy())
+    ref = x
+    for t in range(4):
+        ref = env.dynamics(ref, u[:, t])
+        phys = env.layout["physics"]
+        np.testing.assert_allclose(xs[:, t, phys], ref[:, phys].numpy(), atol=1e-9)
+    planner.close()
+
+
+def test_env_has_the_physics_of_humanoid_v5(env):
+    """The stand sensors change no physics: steps equal ``make("mujoco:Humanoid-v5")``'s."""
+    from diffctl.envs import make
+
+    try:
+        ref_env = make("mujoco:Humanoid-v5", nthread=1, dtype=torch.float64)
+    except (ValueError, ImportError) as e:  # pragma: no cover - before the task is registered
+        pytest.skip(f"mujoco:Humanoid-v5 unavailable: {e}")
+    nq, nv = env.model.nq, env.model.nv
+    x = env.initial_state(2, torch.Generator().manual_seed(0))
+    y = ref_env.state_from(x[:, :nq], x[:, nq : nq + nv])
+    u = 0.3 * torch.ones(2, env.spec.act_dim, dtype=torch.float64)
+    for _ in range(3):
+        x, y = env.dynamics(x, u), ref_env.dynamics(y, u)
+    torch.testing.assert_close(x[:, : nq + nv], y[:, : nq + nv], rtol=0, atol=1e-12)
+
+
+def test_spline_interpolation_and_shift():
+    knots_t = np.array([0.0, 1.0, 2.0])
+    w = _interpolation_matrix(np.array([0.0, 0.5, 1.0, 2.0, 3.0]), knots_t, "linear")
+    np.testing.assert_allclose(w @ np.array([0.0, 2.0, 4.0]), [0.0, 1.0, 2.0, 4.0, 4.0])
+    w0 = _interpolation_matrix(np.array([0.0, 0.5, 1.0, 1.9]), knots_t, "zero")
+    np.testing.assert_allclose(w0 @ np.array([1.0, 2.0, 3.0]), [1.0, 1.0, 2.0, 2.0])
+
+
+def test_planner_protocol_and_shift(env):
+    cfg = PredictiveSamplingConfig(horizon=5, num_samples=4, num_knots=3, nthread=1)
+    planner = PredictiveSampling(env, HumanoidStandCost(env), cfg)
+    assert isinstance(planner, Planner)
+    x = env.initial_state(2, torch.Generator().manual_seed(0))
+    plan = planner.plan(x)
+    assert plan.actions.shape == (5, 2, env.spec.act_dim)
+    assert plan.states.shape == (6, 2, env.spec.state_dim)
+    assert (plan.cost <= plan.info["nominal_cost"] + 1e-12).all()  # best-of-K keeps the nominal
+    assert plan.actions.abs().max() <= 0.4 + 1e-12
+    knots = np.random.default_rng(0).uniform(-0.4, 0.4, (2, 3, env.spec.act_dim))
+    shifted = planner.shift(knots, 2)
+    np.testing.assert_allclose(
+        planner.actions_of(shifted)[:, 0], planner.actions_of(knots)[:, 2], atol=1e-12
+    )
+    planner.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"horizon": 0},
+        {"num_knots": 9, "horizon": 4},
+        {"update": "cem"},
+        {"interpolation": "cubic"},
+        {"noise_std": -1.0},
+        {"noise_scales": ()},
+        {"planning_integrator": "verlet"},
+    ],
+)
+def test_config_errors_name_the_field(kwargs):
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        PredictiveSamplingConfig(**kwargs)
+
+
+def test_roll_pitch_of_a_tilted_torso():
+    a = 0.2
+    x = torch.zeros(2, 7, dtype=torch.float64)
+    x[0, 3], x[0, 4] = np.cos(a / 2), np.sin(a / 2)  # about x: roll
+    x[1, 3], x[1, 5] = np.cos(a / 2), np.sin(a / 2)  # about y: pitch
+    r, p = roll_pitch(x)
+    np.testing.assert_allclose(r.numpy(), [a, 0.0], atol=1e-12)
+    np.testing.assert_allclose(p.numpy(), [0.0, a], atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_humanoid_stays_upright_under_a_push():
+    torch.set_num_threads(1)
+    env = humanoid_env(nthread=2)
+    planner = PredictiveSampling(env, HumanoidStandCost(env), PredictiveSamplingConfig(nthread=2))
+    for seed in (0, 1):
+        cfg = BalanceConfig(steps=150, push_every=1.5, seed=seed)  # one push, at step 100
+        r = balance(env, planner, cfg, stop_on_failure=False)
+        assert r.pushes == 1
+        assert r.success, (seed, r.failed_at, r.min_height, r.max_roll, r.max_pitch)
+        assert r.min_height > 1.0 and r.max_roll < 0.3 and r.max_pitch < 0.3
+    planner.close()
