@@ -13,7 +13,7 @@ import pytest
 import torch
 from diffctl.envs import make
 
-from diffctl.control import MPC, FunctionCost, MPCConfig, QuadCost
+from diffctl.control import MPC, FunctionCost, MPCConfig, QuadCost, Shooting, ShootingConfig
 from diffctl.control.dynamics import LinearDynamics
 from diffctl.data import discounted_returns, gae, rewards_to_go, td_lambda
 from diffctl.models import EnsembleDynamics, GreyBoxModel, LinearModel, MLPDynamics
@@ -351,3 +351,18 @@ def test_readme_protocol_snippet_infers_nu() -> None:
     cost = FunctionCost(lambda x, u: -env.reward(x, u, f(x, u)))
     mpc = MPC(f, cost, MPCConfig(horizon=3, max_iter=2, u_lower=-2.0, u_upper=2.0))
     assert mpc.plan(torch.zeros(2, 2)).actions.shape == (3, 2, 1)
+
+
+# ----------------------------------------------------------------------------- Shooting
+@pytest.mark.parametrize("dyn", ["env", "model"])
+def test_shooting_bad_input_and_empty_batch(dyn: str) -> None:
+    env = make("pendulum")
+    f = env if dyn == "env" else MLPDynamics(2, 1, hidden=(4,))
+    lo, hi = env.spec.action_bounds()
+    cfg = ShootingConfig(horizon=3, iterations=2)
+    p = Shooting(f, reward=env.reward, action_low=lo, action_high=hi, config=cfg)
+    assert p.plan(torch.zeros(0, 2)).actions.shape == (3, 0, 1)
+    _raises(ValueError, "x0", p.plan, torch.zeros(2, 3))
+    _raises(ValueError, "x0", p.plan, torch.zeros(2, 2, device="meta"))
+    _raises(ValueError, "x0", p.plan, torch.tensor([[NAN, 0.0]]))
+    _raises(TypeError, "x0", p.plan, torch.zeros(2, 2, dtype=torch.int64))

@@ -31,8 +31,9 @@ _OPTIMIZERS = ("adam", "gd", "lbfgs")
 _BOUNDS = ("clamp", "tanh")
 
 
-def _check_x0(x0: Any, nx: int | None = None) -> Tensor:
-    """Validate start states; ``[nx]`` becomes a batch of one. ``nx``: expected state size."""
+def _check_x0(x0: Any, nx: int | None = None, device: torch.device | None = None) -> Tensor:
+    """Validate start states; ``[nx]`` becomes a batch of one. ``nx``: expected state size;
+    ``device``: the dynamics' device, when it has one."""
     if not isinstance(x0, Tensor):
         raise TypeError(f"x0: expected a torch.Tensor, got {type(x0).__name__}")
     if not x0.is_floating_point():
@@ -45,6 +46,8 @@ def _check_x0(x0: Any, nx: int | None = None) -> Tensor:
         raise ValueError(
             f"x0: expected shape [B, {nx}] (the dynamics' state), got {list(x0.shape)}"
         )
+    if device is not None and x0.device != device:
+        raise ValueError(f"x0: tensor is on {x0.device}, the dynamics is on {device}")
     if not torch.isfinite(x0.detach()).all():
         raise ValueError("x0: contains NaN or inf")
     return x0
@@ -158,8 +161,18 @@ class RolloutObjective:
         self.dynamics = dynamics
         self._f = getattr(dynamics, "_dynamics", dynamics)
         spec = getattr(dynamics, "spec", None)
-        #: state size when the dynamics declares one (an ``Env``'s spec), else ``None``
+        #: state size when the dynamics declares one (an ``Env``'s spec, a learned model's
+        #: ``state_dim``), else ``None``
         self.state_dim: int | None = getattr(spec, "state_dim", None)
+        if self.state_dim is None and isinstance(getattr(dynamics, "state_dim", None), int):
+            self.state_dim = dynamics.state_dim
+        device = getattr(dynamics, "device", None)
+        if not isinstance(device, torch.device) and isinstance(dynamics, torch.nn.Module):
+            device = next(iter([*dynamics.parameters(), *dynamics.buffers()]), None)
+            device = None if device is None else device.device
+        #: the dynamics' device when it declares one (an ``Env``, a module's weights), else
+        #: ``None``
+        self.device: torch.device | None = device if isinstance(device, torch.device) else None
         self.cost = None if cost is None else as_cost(cost)
         self.reward = reward
         # an Env's bound ``reward`` -> its unchecked ``_reward``
@@ -188,7 +201,7 @@ class RolloutObjective:
             return self.cost.total(xs, us)
         T, N, nx = xs[:-1].shape
         r = self._r(
-            xs[:-1].reshape(T * N, nx), us.reshape(T * N, -1), xs[1:].reshape(T * N, nx)
+            xs[:-1].reshape(T * N, nx), us.reshape(T * N, us.shape[-1]), xs[1:].reshape(T * N, nx)
         ).reshape(T, N)
         alive_end = None
         if self._done is not None:  # rewards up to and including the first terminal state
@@ -327,7 +340,7 @@ class Shooting:
         or zeros). Returns a ``PlanResult``; ``converged [B]`` says which examples met ``tol``.
         """
         cfg = self.config
-        x0 = _check_x0(x0, self.objective.state_dim)
+        x0 = _check_x0(x0, self.objective.state_dim, self.objective.device)
         B = x0.shape[0]
         T, nu = cfg.horizon, self.nu
         dev, dt = x0.device, x0.dtype
