@@ -331,6 +331,12 @@ CASES = [
     ("plan-steps-word", ["plan", "--steps", "x"], 2, "--steps"),
     ("plan-planner-empty", ["plan", "--planner", ""], 2, "--planner"),
     ("plan-plot-folder-slash", ["plan", *TINY_MPPI, "--plot", "{folder_out}"], 2, "--plot"),
+    ("plan-json-exists", ["plan", *TINY_MPPI, "--json", "{existing_json}"], 2, "--json"),
+    ("plan-json-folder-slash", ["plan", *TINY_MPPI, "--json", "{folder_out}"], 2, "--json"),
+    ("plan-json-is-folder", ["plan", *TINY_MPPI, "--json", "{dir}"], 2, "--json"),
+    ("plan-json-unwritable", ["plan", *TINY_MPPI, "--json", "/sys/p.json"], 2, "--json"),
+    ("plan-json-is-model", ["plan", *TINY_MPPI, "--model", "{model}", "--json", "{model}",
+                            "--overwrite"], 2, "--json"),  # fmt: skip
     ("mbrl-iterations-word", ["mbrl", "--iterations", "x"], 2, "--iterations"),
     ("mbrl-out-folder-slash", ["mbrl", "--out", "{folder_out}"], 2, "--out"),
     ("mbrl-out-is-folder", ["mbrl", "--out", "{dir}"], 2, "--out"),

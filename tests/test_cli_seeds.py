@@ -152,11 +152,11 @@ def demos(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("planner", list(PLAN))
 def test_plan_same_seed_same_output(tmp_path, capsys, planner):
-    plot = tmp_path / "plan.png"
+    plot, js = tmp_path / "plan.png", tmp_path / "plan.json"
     argv = ["plan", "--planner", planner, "--episodes", "2", "--steps", "3", "--seed", "5",
-            "--no-progress", *PLAN[planner], "--plot", str(plot)]  # fmt: skip
+            "--no-progress", *PLAN[planner], "--plot", str(plot), "--json", str(js)]  # fmt: skip
     a, b = _twice(argv, tmp_path, capsys)
-    assert "mean return" in a[0]
+    assert "mean return" in a[0] and '"actions"' in a[1]["plan.json"]
     assert a == b, planner
 
 

@@ -6,11 +6,13 @@ Example::
     diffctl plan --env pendulum --planner cem --cem.num-samples 200 --cem.iterations 3
     diffctl plan --env pendulum --planner mppi --model model.pt   # a learned dynamics model
     diffctl plan --env pendulum --reward reward.pt                # a reward from diffctl irl
+    diffctl plan --env pendulum --json plan.json                  # the episodes as JSON
 
 The episodes run in parallel (one ``VecEnv`` of ``--episodes`` envs, one batched plan per
 control step) from the env's seeded initial states. Prints the return of each episode, their
 mean, the solve time per control step and the fraction of converged solves; ``--plot`` saves
-the states and actions over time. ``--model`` plans with a learned dynamics model loaded by
+the states and actions over time, ``--json`` writes the returns, solve time, convergence and
+every episode's states and actions. ``--model`` plans with a learned dynamics model loaded by
 ``diffctl.models.load_model``, ``--reward`` with a reward written by ``diffctl irl`` (for AIRL,
 MPC plans on the whole learned ``f = g + h(s') - h(s)``: stage cost ``-g``, terminal cost
 ``-h``); the real env still runs the episodes and scores them with its own reward.
@@ -30,7 +32,7 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from diffctl.bench.common import format_table
+from diffctl.bench.common import format_table, write_json
 from diffctl.cli._common import (
     Outputs,
     UsageError,
@@ -88,6 +90,8 @@ class PlanCommandConfig:
     """start each solve from the previous plan shifted by one step."""
     plot: Path | None = None
     """save a state/action plot (PNG) here."""
+    json: Path | None = None
+    """write the episodes here (JSON): returns, solve time, convergence, states, actions."""
     model: Path | None = None
     """plan with a learned dynamics model (a ``diffctl fit`` checkpoint) instead of the env."""
     reward: Path | None = None
@@ -347,6 +351,8 @@ def _main(argv: list[str]) -> int:
     outs = Outputs(config.overwrite)
     if config.plot is not None:
         outs.add("--plot", config.plot, raw_value(argv, "--plot"), makedirs=True)
+    if config.json is not None:
+        outs.add("--json", config.json, raw_value(argv, "--json"), makedirs=True)
     inputs = {"--model": config.model, "--reward": config.reward}
     if config.reward is not None:
         r = config.reward  # AIRL's h beside it (diffctl.irl.shaping_path)
@@ -371,5 +377,30 @@ def _main(argv: list[str]) -> int:
             out["dt"],
             f"{config.env}: {config.planner}, mean return {out['mean_return']:.1f}",
         )
+    if config.json is not None:
+        write_json(config.json, episodes_json(config, out))
+    if config.plot is not None or config.json is not None:
         print(outs.wrote())
     return 0
+
+
+def episodes_json(config: PlanCommandConfig, out: dict[str, Any]) -> dict[str, Any]:
+    """What ``--json`` writes: the run's settings and its episodes (time-major ``states``
+    ``[T+1][N][nx]`` and ``actions`` ``[T][N][nu]``)."""
+    return {
+        "env": config.env,
+        "planner": config.planner,
+        "seed": config.seed,
+        "episodes": config.episodes,
+        "model": None if config.model is None else str(config.model),
+        "reward": None if config.reward is None else str(config.reward),
+        "returns": out["returns"],
+        "mean_return": out["mean_return"],
+        "std_return": out["std_return"],
+        "converged": out["converged"],
+        "solve_time": out["solve_time"],
+        "wall_time": out["wall_time"],
+        "dt": out["dt"],
+        "states": out["states"].tolist(),
+        "actions": out["actions"].tolist(),
+    }
