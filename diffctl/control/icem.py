@@ -216,6 +216,8 @@ class ICEM(_SamplingPlanner):
         t0 = time.perf_counter()
         cfg = self.config
         x0, lo, hi, mean, gen = self._setup(x0, warm_start)
+        if x0.shape[0] == 0:
+            return self._empty(x0, mean)
         B, T, nu = mean.shape
         K, kept = cfg.num_elites, cfg.num_kept
         if lo is not None:

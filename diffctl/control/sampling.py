@@ -224,7 +224,7 @@ class _SamplingPlanner:
     def _setup(
         self, x0: Tensor, warm_start: Tensor | None
     ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor, torch.Generator]:
-        x0 = _check_x0(x0, self.objective.state_dim).detach()
+        x0 = _check_x0(x0, self.objective.state_dim, self.objective.device).detach()
         B, T, nu = x0.shape[0], self.horizon, self.nu
         dev, dt = x0.device, x0.dtype
         if self.generator is None or self.generator.device.type != dev.type:
@@ -235,6 +235,19 @@ class _SamplingPlanner:
         if lo is not None:  # a warm start may lie outside the bounds
             mean = torch.minimum(torch.maximum(mean, lo), hi)
         return x0, lo, hi, mean, self.generator
+
+    @staticmethod
+    def _empty(x0: Tensor, mean: Tensor) -> PlanResult:
+        """The plan of an empty batch (``x0 [0, nx]``, ``mean [0, T, nu]``): empty results."""
+        T = mean.shape[1]
+        return PlanResult(
+            actions=mean.transpose(0, 1),
+            states=x0.expand(T + 1, 0, x0.shape[-1]),
+            cost=x0.new_zeros(0),
+            converged=torch.zeros(0, dtype=torch.bool, device=x0.device),
+            iterations=torch.zeros(0, dtype=torch.int64, device=x0.device),
+            solve_time=0.0,
+        )
 
     # ------------------------------------------------------------------ particles
     def _assign(self, n: int, T: int, gen: torch.Generator, device: torch.device):
@@ -399,6 +412,8 @@ class CEM(_SamplingPlanner):
         t0 = time.perf_counter()
         cfg = self.config
         x0, lo, hi, mean, gen = self._setup(x0, warm_start)
+        if x0.shape[0] == 0:
+            return self._empty(x0, mean)
         B, T, nu = mean.shape
         K, E = cfg.num_samples, cfg.num_elites
         if lo is not None:
@@ -472,6 +487,8 @@ class MPPI(_SamplingPlanner):
         t0 = time.perf_counter()
         cfg = self.config
         x0, lo, hi, mean, gen = self._setup(x0, warm_start)
+        if x0.shape[0] == 0:
+            return self._empty(x0, mean)
         B, T, nu = mean.shape
         K, lam = cfg.num_samples, cfg.temperature
         std = cfg.noise_std * (hi - lo) if lo is not None else mean.new_full((nu,), cfg.noise_std)

@@ -158,3 +158,18 @@ def test_bad_input():
         MPPI(env, reward=env.reward).plan(torch.zeros(1, 3))
     with pytest.raises(TypeError, match="generator"):
         CEM(env, reward=env.reward, generator=3)
+
+
+@pytest.mark.parametrize("name", ["CEM", "MPPI", "ICEM"])
+def test_sampling_planners_plan_an_empty_batch_and_check_the_device(name):
+    import diffctl.control as control
+
+    env = make("pendulum")
+    planner = getattr(control, name)(
+        env, reward=env.reward, config=getattr(control, f"{name}Config")(horizon=5)
+    )
+    plan = planner.plan(torch.zeros(0, 2))
+    assert plan.actions.shape == (5, 0, 1) and plan.states.shape == (6, 0, 2)
+    assert plan.cost.shape == plan.converged.shape == plan.iterations.shape == (0,)
+    with pytest.raises(ValueError, match="x0: tensor is on meta, the dynamics is on cpu"):
+        planner.plan(torch.zeros(2, 2, device="meta"))
