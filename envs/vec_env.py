@@ -31,6 +31,8 @@ the limit. The results are the same numbers as ``_step_core``'s (tested).
 from __future__ import annotations
 
 import copy
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -476,8 +478,16 @@ class VecEnv:
                 self._acc, *params]  # fmt: skip
         layout = (u.dtype, u.shape, u.stride())
         fn = self._compiled.get(layout)
-        if fn is None:
+        if fn is None:  # a one-off compile of tens of seconds: say so (stderr)
+            print(
+                f"VecEnv: compiling the fused step of {self.spec.name} for {self.num_envs} envs "
+                "(once per action layout; tens of seconds)...",
+                file=sys.stderr,
+                flush=True,
+            )
+            t0 = time.perf_counter()
             fn = self._compiled[layout] = _compile_step(self.env, self.max_steps, args)
+            print(f"VecEnv: compiled in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         if x0 is None:
             del args[3]
         (obs, r, term, trunc, done, final_obs, x1, x, self._t, self._ep_ret, self._acc,

@@ -74,9 +74,12 @@ def test_same_seed_same_numbers_and_different_seed_differs():
     assert not torch.equal(a[-1][0], c[-1][0])
 
 
-def test_fused_path_equals_eager_reference():
+def test_fused_path_equals_eager_reference(capsys):
     eager = _run(VecEnv(make("pendulum"), 16, seed=0, max_steps=9), 30)
     fused = _run(VecEnv(make("pendulum"), 16, seed=0, max_steps=9, fused=True), 30)
+    err = capsys.readouterr().err  # the one-off compile is announced, once
+    assert err.count("VecEnv: compiling the fused step of pendulum for 16 envs") == 1
+    assert err.count("VecEnv: compiled in") == 1
     for x, y in zip(eager, fused):
         for s, t in zip(x, y):
             torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-5)
