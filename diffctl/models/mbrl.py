@@ -228,8 +228,9 @@ def make_planner(
     if isinstance(model, EnsembleDynamics):
         dynamics = model.sampler(config.ts_mode, noise=True, generator=generator)
     common = dict(reward=reward, action_low=lo, action_high=hi, generator=generator)
-    if config.planner == "cem":
-        cfg = CEMConfig(
+    if config.planner in ("cem", "icem"):  # the same settings; iCEM adds its own defaults
+        planner, config_cls = (CEM, CEMConfig) if config.planner == "cem" else (ICEM, ICEMConfig)
+        elite_cfg = config_cls(
             horizon=config.horizon,
             num_samples=config.num_samples,
             num_elites=config.num_elites,
@@ -237,17 +238,7 @@ def make_planner(
             particles=config.particles,
             seed=config.seed,
         )
-        return CEM(dynamics, config=cfg, **common)
-    if config.planner == "icem":
-        icem_cfg = ICEMConfig(
-            horizon=config.horizon,
-            num_samples=config.num_samples,
-            num_elites=config.num_elites,
-            iterations=config.plan_iterations,
-            particles=config.particles,
-            seed=config.seed,
-        )
-        return ICEM(dynamics, config=icem_cfg, **common)
+        return planner(dynamics, config=elite_cfg, **common)
     cfg = MPPIConfig(
         horizon=config.horizon,
         num_samples=config.num_samples,
