@@ -60,3 +60,13 @@ def test_wheel_installs_diffctl_envs_in_a_fresh_venv(tmp_path):
         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
     ).stdout.strip()
     assert Path(out) == Path(site) / "diffctl" / "envs"
+
+
+def test_every_package_folder_is_in_the_wheel():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = set(pyproject["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "diffctl").rglob("__init__.py")
+    }
+    assert found <= listed, f"missing from [tool.setuptools] packages: {sorted(found - listed)}"

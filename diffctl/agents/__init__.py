@@ -1,7 +1,8 @@
 """Model-free agents on diffctl's batched envs.
 
 One module per algorithm, each with a frozen config dataclass (tuned presets per env in
-``PRESETS``), ``make_agent`` and ``train(env, config, seed) -> TrainResult(agent, history)``:
+``PRESETS``; both defined, torch-free, in ``diffctl.configs.agents``), ``make_agent`` and
+``train(env, config, seed) -> TrainResult(agent, history)``:
 ``reinforce``, ``a2c``, ``ppo`` (on-policy, discrete or continuous actions), ``ddpg``, ``td3``,
 ``sac`` (off-policy, continuous) and ``apg`` (analytic policy gradient through a differentiable
 env). Shared pieces: ``networks`` and ``common`` (``Agent``, ``evaluate``, ``load``).
@@ -15,6 +16,7 @@ import importlib
 from typing import Any
 
 from diffctl.agents.common import ALGORITHMS, Agent, TrainResult, evaluate, load
+from diffctl.configs.agents import config_class, default_config
 
 __all__ = [
     "ALGORITHMS",
@@ -32,16 +34,6 @@ def _module(algo: str) -> Any:
     if algo not in ALGORITHMS:
         raise ValueError(f"algo: unknown algorithm {algo!r}; known: {', '.join(ALGORITHMS)}")
     return importlib.import_module(f"diffctl.agents.{ALGORITHMS[algo]}")
-
-
-def config_class(algo: str) -> type:
-    """The config dataclass of ``algo`` (``PPOConfig`` for ``"ppo"``, ...)."""
-    return _module(algo).CONFIG
-
-
-def default_config(algo: str, env_name: str) -> Any:
-    """The tuned config of ``algo`` for ``env_name`` (the generic defaults otherwise)."""
-    return _module(algo).default_config(env_name)
 
 
 def train(algo: str, env: Any, config: Any = None, seed: int = 0, **kwargs: Any) -> TrainResult:

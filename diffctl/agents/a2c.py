@@ -10,7 +10,6 @@ at the end of the window). Everything stays on device.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -30,63 +29,14 @@ from diffctl.agents.common import (
 )
 from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
 from diffctl.agents.reinforce import score_function_loss
+from diffctl.configs.agents import A2C_PRESETS as PRESETS
+from diffctl.configs.agents import A2CConfig
 from diffctl.data import gae
 
 __all__ = ["A2CConfig", "CONFIG", "PRESETS", "default_config", "make_agent", "train"]
 
 
-@dataclass(frozen=True)
-class A2CConfig:
-    """A2C hyperparameters. Defaults: Stable-Baselines3's A2C defaults as rl-zoo runs them on
-    CartPole-v1 (8 envs x 5 steps, RMSprop, gamma 0.99, GAE lambda 1, vf_coef 0.5, grad-norm
-    0.5, no entropy bonus, no advantage normalisation) with lr 1e-3 instead of 7e-4 decayed
-    linearly to 0, which reaches and keeps 500 in 250k steps instead of 500k (seeds 0 and 1)."""
-
-    total_steps: int = 250_000
-    num_envs: int = 8
-    num_steps: int = 5
-    learning_rate: float = 1e-3
-    optimizer: str = "rmsprop"
-    """rmsprop (alpha 0.99, eps 1e-5, as A3C and SB3) or adam"""
-    anneal_lr: bool = True
-    """decay the learning rate linearly to 0 over the run"""
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    norm_adv: bool = False
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("total_steps", "num_envs", "num_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        if self.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(f"optimizer: expected 'rmsprop' or 'adam', got {self.optimizer!r}")
-        for name in ("learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)!r}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: expected a value in [0, 1], got {getattr(self, name)!r}")
-        for name in ("ent_coef", "vf_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
-        if self.total_steps < self.num_envs * self.num_steps:
-            raise ValueError(
-                f"total_steps: {self.total_steps} is less than one batch "
-                f"({self.num_envs * self.num_steps})"
-            )
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden: expected positive layer sizes, got {self.hidden!r}")
-
-
 CONFIG = A2CConfig
-PRESETS: dict[str, A2CConfig] = {"cartpole": A2CConfig()}
 
 
 def default_config(env_name: str) -> A2CConfig:

@@ -16,7 +16,6 @@ gymnasium runners have no gradients and are refused.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,49 +30,14 @@ from diffctl.agents.common import (
     seeded_init,
 )
 from diffctl.agents.networks import DeterministicActor
+from diffctl.configs.agents import APG_PRESETS as PRESETS
+from diffctl.configs.agents import APGConfig
 from diffctl.envs import Env, VecEnv, make
 
 __all__ = ["APGConfig", "CONFIG", "PRESETS", "default_config", "make_agent", "train"]
 
 
-@dataclass(frozen=True)
-class APGConfig:
-    """APG hyperparameters; defaults tuned here for ``pendulum`` (Brax's ``apg`` uses the same
-    recipe: short differentiable windows, Adam, gradient clipping). Many small updates matter
-    more than large batches: 8 envs x 32-step windows, ~600 Adam steps for 150k env steps."""
-
-    total_steps: int = 150_000
-    """env steps over all envs"""
-    num_envs: int = 8
-    horizon: int = 32
-    """steps backpropagated through per update (truncated BPTT window)"""
-    learning_rate: float = 3e-3
-    gamma: float = 0.99
-    max_grad_norm: float = 1.0
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-
-    def __post_init__(self) -> None:
-        for name in ("total_steps", "num_envs", "horizon"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        for name in ("learning_rate", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma: expected a value in [0, 1], got {self.gamma!r}")
-        if self.total_steps < self.num_envs * self.horizon:
-            raise ValueError(
-                f"total_steps: {self.total_steps} is less than one window "
-                f"({self.num_envs * self.horizon})"
-            )
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden: expected positive layer sizes, got {self.hidden!r}")
-
-
 CONFIG = APGConfig
-PRESETS: dict[str, APGConfig] = {"pendulum": APGConfig()}
 
 
 def default_config(env_name: str) -> APGConfig:

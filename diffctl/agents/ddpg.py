@@ -12,14 +12,15 @@ Ornstein-Uhlenbeck process). Shares the agent layout of ``td3`` with a single cr
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from diffctl.agents import td3
 from diffctl.agents.common import Agent, Callback, TrainResult
-from diffctl.agents.offpolicy import train_off_policy, validate_off_policy_config
+from diffctl.agents.offpolicy import train_off_policy
+from diffctl.configs.agents import DDPG_PRESETS as PRESETS
+from diffctl.configs.agents import DDPGConfig
 
 __all__ = [
     "DDPGConfig",
@@ -32,45 +33,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class DDPGConfig:
-    """DDPG hyperparameters: CleanRL's defaults (lr 3e-4, batch 256, tau 0.005, exploration
-    noise 0.1, policy delay 2) with 2x64 networks, learning rates 1e-3 and 1000 random warm-up
-    steps, tuned here for ``pendulum``."""
-
-    total_steps: int = 10_000
-    num_envs: int = 1
-    buffer_size: int = 100_000
-    batch_size: int = 256
-    learning_starts: int = 1_000
-    updates_per_step: int = 1
-    """gradient steps per vector-env step"""
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    gamma: float = 0.99
-    tau: float = 0.005
-    exploration_noise: float = 0.1
-    policy_frequency: int = 2
-    hidden: tuple[int, ...] = (64, 64)
-    log_interval: int = 1_000
-    """env steps between history records"""
-
-    def __post_init__(self) -> None:
-        validate_off_policy_config(self)
-        if not self.exploration_noise >= 0:
-            raise ValueError(f"exploration_noise: expected >= 0, got {self.exploration_noise!r}")
-        if (
-            isinstance(self.policy_frequency, bool)
-            or not isinstance(self.policy_frequency, int)
-            or self.policy_frequency < 1
-        ):
-            raise ValueError(
-                f"policy_frequency: expected a positive int, got {self.policy_frequency!r}"
-            )
-
-
 CONFIG = DDPGConfig
-PRESETS: dict[str, DDPGConfig] = {"pendulum": DDPGConfig()}
 
 
 def default_config(env_name: str) -> DDPGConfig:

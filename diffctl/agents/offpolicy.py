@@ -46,6 +46,7 @@ from diffctl.agents.common import (
     runner_state,
     setup_runner,
 )
+from diffctl.configs.agents import validate_off_policy_config
 from diffctl.data import ReplayBuffer
 
 __all__ = [
@@ -335,38 +336,6 @@ class Critics:
         """``d(sum_k sum_B g_k Q_k)/da [B, act_dim]`` for weights ``g [K, B]``; no weight
         gradients."""
         return self.nets.backward(inputs, grads[..., None], False, True).sum(0)
-
-
-def validate_off_policy_config(cfg: Any) -> None:
-    """Checks shared by the off-policy configs (each names the bad field)."""
-    for name in (
-        "total_steps",
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "updates_per_step",
-        "log_interval",
-    ):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    if (
-        isinstance(cfg.learning_starts, bool)
-        or not isinstance(cfg.learning_starts, int)
-        or cfg.learning_starts < 0
-    ):
-        raise ValueError(f"learning_starts: expected an int >= 0, got {cfg.learning_starts!r}")
-    for name in ("actor_lr", "critic_lr"):
-        if not getattr(cfg, name) > 0:
-            raise ValueError(f"{name}: expected > 0, got {getattr(cfg, name)!r}")
-    if not 0.0 <= cfg.gamma <= 1.0:
-        raise ValueError(f"gamma: expected a value in [0, 1], got {cfg.gamma!r}")
-    if not 0.0 < cfg.tau <= 1.0:
-        raise ValueError(f"tau: expected a value in (0, 1], got {cfg.tau!r}")
-    if cfg.total_steps < cfg.num_envs:
-        raise ValueError(f"total_steps: {cfg.total_steps} is less than num_envs {cfg.num_envs}")
-    if not cfg.hidden or any(h < 1 for h in cfg.hidden):
-        raise ValueError(f"hidden: expected positive layer sizes, got {cfg.hidden!r}")
 
 
 def train_off_policy(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -50,6 +49,8 @@ from diffctl.agents.networks import (
     GaussianActorCritic,
     ManualActorCritic,
 )
+from diffctl.configs.agents import PPO_PRESETS as PRESETS
+from diffctl.configs.agents import PPOConfig
 from diffctl.data import RunningNormalizer, gae
 
 __all__ = [
@@ -67,110 +68,7 @@ __all__ = [
 _LOG_2PI = math.log(2 * math.pi)
 
 
-@dataclass(frozen=True)
-class PPOConfig:
-    """PPO hyperparameters.
-
-    The defaults are CleanRL's ``ppo_continuous_action.py`` defaults (themselves those of the
-    PPO paper's MuJoCo setting) with more parallel envs (16 x 128 steps), lr 1e-3 and
-    gamma 0.95 (rl-zoo's Pendulum-v1 values), tuned here to pass -200 on ``pendulum`` in 200k
-    steps. The same 2048-step batch from more, shorter rollouts learns worse on ``pendulum``
-    (32 x 64: -240 and -191, 64 x 32: -300 and -333 after 200k steps for seeds 0 and 1, vs
-    -188 and -194 at 16 x 128), so the preset keeps 16 x 128 although a batched env steps 64
-    envs as fast as 16. Fewer epochs learn worse too (5 epochs: seed 2 misses -200 in 200k
-    steps; 5 epochs at 32 x 64: all of seeds 0-2 miss it). ``PRESETS`` holds the tuned
-    per-env values; ``cartpole`` follows CleanRL's ``ppo.py`` CartPole settings with more envs
-    and a larger learning rate.
-    """
-
-    total_steps: int = 200_000
-    """env steps over all envs"""
-    num_envs: int = 16
-    num_steps: int = 128
-    """rollout length per env per iteration (batch = num_envs * num_steps)"""
-    learning_rate: float = 1e-3
-    anneal_lr: bool = True
-    gamma: float = 0.95
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 10
-    norm_adv: bool = True
-    clip_coef: float = 0.2
-    clip_vloss: bool = True
-    ent_coef: float = 0.0
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    target_kl: float | None = None
-    """stop the epochs of an iteration once the approximate KL exceeds this (None: never)"""
-    norm_obs: bool = True
-    norm_reward: bool = True
-    obs_clip: float = 10.0
-    reward_clip: float = 10.0
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-    manual_grad: bool = True
-    """differentiate the minibatch loss by hand (Gaussian policies on tanh / relu nets; autograd
-    otherwise): the same update in a third of the ops. False: always autograd"""
-
-    def __post_init__(self) -> None:
-        for name in ("total_steps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        for name in ("learning_rate", "clip_coef", "max_grad_norm", "obs_clip", "reward_clip"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)!r}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}: expected a value in [0, 1], got {getattr(self, name)!r}")
-        for name in ("ent_coef", "vf_coef"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
-        if self.target_kl is not None and not self.target_kl > 0:
-            raise ValueError(f"target_kl: expected > 0 or None, got {self.target_kl!r}")
-        if self.batch_size % self.num_minibatches:
-            raise ValueError(
-                f"num_minibatches: {self.num_minibatches} does not divide the batch "
-                f"num_envs * num_steps = {self.batch_size}"
-            )
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"total_steps: {self.total_steps} is less than one batch ({self.batch_size})"
-            )
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden: expected positive layer sizes, got {self.hidden!r}")
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-
 CONFIG = PPOConfig
-
-#: Tuned configurations per env (the CLI starts from these).
-PRESETS: dict[str, PPOConfig] = {
-    "pendulum": PPOConfig(),
-    # CleanRL ppo.py CartPole-v1 (lr 2.5e-4, 4 epochs, 4 minibatches, ent 0.01, gamma 0.99)
-    # with 16 envs x 64 steps and a larger learning rate: solved in ~100k steps.
-    "cartpole": PPOConfig(
-        total_steps=150_000,
-        num_envs=16,
-        num_steps=64,
-        learning_rate=2.5e-3,
-        gamma=0.99,
-        gae_lambda=0.95,
-        num_minibatches=4,
-        update_epochs=4,
-        ent_coef=0.01,
-        norm_obs=False,
-        norm_reward=False,
-    ),
-}
 
 
 def default_config(env_name: str) -> PPOConfig:

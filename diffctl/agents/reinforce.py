@@ -13,7 +13,6 @@ its remaining steps have complete returns). Everything stays on device.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,6 +32,8 @@ from diffctl.agents.common import (
     setup_runner,
 )
 from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
+from diffctl.configs.agents import REINFORCE_PRESETS as PRESETS
+from diffctl.configs.agents import ReinforceConfig
 from diffctl.data import rewards_to_go
 
 __all__ = [
@@ -46,49 +47,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ReinforceConfig:
-    """REINFORCE hyperparameters; defaults tuned here for ``cartpole`` (the textbook setting of
-    Sutton & Barto 2018 Sec. 13.4 with Adam, a 2x64 tanh MLP and advantage normalisation)."""
-
-    total_steps: int = 200_000
-    num_envs: int = 16
-    num_steps: int = 512
-    """steps per env per iteration"""
-    learning_rate: float = 3e-3
-    gamma: float = 0.99
-    baseline: bool = True
-    """learn V_psi and subtract it from the rewards-to-go"""
-    baseline_lr: float = 3e-3
-    baseline_epochs: int = 5
-    """full-batch gradient steps on the baseline per iteration"""
-    norm_adv: bool = True
-    max_grad_norm: float = 1.0
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("total_steps", "num_envs", "num_steps", "baseline_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive int, got {value!r}")
-        for name in ("learning_rate", "baseline_lr", "max_grad_norm"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name}: expected > 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma: expected a value in [0, 1], got {self.gamma!r}")
-        if self.total_steps < self.num_envs * self.num_steps:
-            raise ValueError(
-                f"total_steps: {self.total_steps} is less than one batch "
-                f"({self.num_envs * self.num_steps})"
-            )
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden: expected positive layer sizes, got {self.hidden!r}")
-
-
 CONFIG = ReinforceConfig
-PRESETS: dict[str, ReinforceConfig] = {"cartpole": ReinforceConfig()}
 
 
 def default_config(env_name: str) -> ReinforceConfig:

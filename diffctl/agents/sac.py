@@ -18,7 +18,6 @@ stacked network; see ``diffctl.agents.offpolicy``), checked against autograd in 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,8 +32,9 @@ from diffctl.agents.offpolicy import (
     constant,
     mean,
     train_off_policy,
-    validate_off_policy_config,
 )
+from diffctl.configs.agents import SAC_PRESETS as PRESETS
+from diffctl.configs.agents import SACConfig
 
 __all__ = [
     "SACConfig",
@@ -48,77 +48,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class SACConfig:
-    """SAC hyperparameters: CleanRL's defaults (actor lr 3e-4, critic lr 1e-3, batch 256,
-    tau 0.005, gamma 0.99, policy and alpha updated every 2nd step, autotuned alpha) with
-    smaller 2x64 networks and 1000 random warm-up steps, tuned here to pass -200 on
-    ``pendulum`` (deterministic evaluation) within 8k env steps. ``PRESETS`` holds the per-env
-    values (``mujoco:HalfCheetah-v5``: rl-baselines3-zoo's SAC for MuJoCo, 2x256 networks)."""
-
-    total_steps: int = 8_000
-    num_envs: int = 1
-    buffer_size: int = 100_000
-    batch_size: int = 256
-    learning_starts: int = 1_000
-    updates_per_step: int = 1
-    """gradient steps per vector-env step"""
-    actor_lr: float = 3e-4
-    critic_lr: float = 1e-3
-    alpha_lr: float = 1e-3
-    gamma: float = 0.99
-    tau: float = 0.005
-    policy_frequency: int = 2
-    autotune: bool = True
-    alpha: float = 0.2
-    """entropy temperature (the initial one when autotuned)"""
-    hidden: tuple[int, ...] = (64, 64)
-    log_interval: int = 1_000
-    """env steps between history records"""
-
-    def __post_init__(self) -> None:
-        validate_off_policy_config(self)
-        if not self.alpha_lr > 0:
-            raise ValueError(f"alpha_lr: expected > 0, got {self.alpha_lr!r}")
-        if not self.alpha > 0:
-            raise ValueError(f"alpha: expected > 0, got {self.alpha!r}")
-        if (
-            isinstance(self.policy_frequency, bool)
-            or not isinstance(self.policy_frequency, int)
-            or self.policy_frequency < 1
-        ):
-            raise ValueError(
-                f"policy_frequency: expected a positive int, got {self.policy_frequency!r}"
-            )
-
-
 CONFIG = SACConfig
-PRESETS: dict[str, SACConfig] = {
-    "pendulum": SACConfig(),
-    # rl-baselines3-zoo's SAC for the MuJoCo tasks (hyperparams/sac.yml, ``HalfCheetah-v3:
-    # &mujoco-defaults``: n_timesteps 1e6, learning_starts 10000, everything else SB3's SAC
-    # defaults: lr 3e-4 for actor, critics and temperature, buffer 1e6, batch 256, tau 0.005,
-    # gamma 0.99, one gradient step per env step, 2x256 ReLU networks, autotuned temperature
-    # starting at 1.0 (``ent_coef="auto"``), target entropy -act_dim, actor updated every
-    # step). CleanRL's sac_continuous_action.py differs only in q_lr 1e-3, learning_starts 5e3
-    # and policy_frequency 2; the zoo's values are kept so that ``diffctl bench sac --env
-    # mujoco:HalfCheetah-v5`` runs SB3 with the very same hyperparameters.
-    "mujoco:HalfCheetah-v5": SACConfig(
-        total_steps=1_000_000,
-        buffer_size=1_000_000,
-        batch_size=256,
-        learning_starts=10_000,
-        actor_lr=3e-4,
-        critic_lr=3e-4,
-        alpha_lr=3e-4,
-        gamma=0.99,
-        tau=0.005,
-        policy_frequency=1,
-        alpha=1.0,
-        hidden=(256, 256),
-        log_interval=1_000,
-    ),
-}
 
 
 def default_config(env_name: str) -> SACConfig:

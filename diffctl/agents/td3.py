@@ -19,7 +19,6 @@ stacked network; see ``diffctl.agents.offpolicy``), checked against autograd in 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,8 +34,9 @@ from diffctl.agents.offpolicy import (
     constant,
     mean,
     train_off_policy,
-    validate_off_policy_config,
 )
+from diffctl.configs.agents import TD3_PRESETS as PRESETS
+from diffctl.configs.agents import TD3Config
 
 __all__ = [
     "TD3Config",
@@ -50,48 +50,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class TD3Config:
-    """TD3 hyperparameters: CleanRL's / the paper's defaults (lr 3e-4, batch 256, tau 0.005,
-    policy noise 0.2 clipped at 0.5, exploration noise 0.1, policy delay 2) with 2x64 networks
-    and 1000 random warm-up steps, tuned here for ``pendulum``."""
-
-    total_steps: int = 10_000
-    num_envs: int = 1
-    buffer_size: int = 100_000
-    batch_size: int = 256
-    learning_starts: int = 1_000
-    updates_per_step: int = 1
-    """gradient steps per vector-env step"""
-    actor_lr: float = 1e-3
-    critic_lr: float = 1e-3
-    gamma: float = 0.99
-    tau: float = 0.005
-    exploration_noise: float = 0.1
-    policy_noise: float = 0.2
-    noise_clip: float = 0.5
-    policy_frequency: int = 2
-    hidden: tuple[int, ...] = (64, 64)
-    log_interval: int = 1_000
-    """env steps between history records"""
-
-    def __post_init__(self) -> None:
-        validate_off_policy_config(self)
-        for name in ("exploration_noise", "policy_noise", "noise_clip"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name}: expected >= 0, got {getattr(self, name)!r}")
-        if (
-            isinstance(self.policy_frequency, bool)
-            or not isinstance(self.policy_frequency, int)
-            or self.policy_frequency < 1
-        ):
-            raise ValueError(
-                f"policy_frequency: expected a positive int, got {self.policy_frequency!r}"
-            )
-
-
 CONFIG = TD3Config
-PRESETS: dict[str, TD3Config] = {"pendulum": TD3Config()}
 
 
 def default_config(env_name: str) -> TD3Config:

@@ -1,4 +1,7 @@
-"""Shared helpers of the benchmarks: timing, thread settings, ratio tables."""
+"""Shared helpers of the benchmarks: timing, thread settings, ratio tables.
+
+Torch is imported by the functions that use it, not on import: the commands print their
+tables with ``format_table`` and ``diffctl <command> --help`` stays free of torch."""
 
 from __future__ import annotations
 
@@ -10,11 +13,10 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from diffctl.data import atomic_write
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "BenchResult",
@@ -62,12 +64,16 @@ class BenchResult:
 
 def set_threads(n: int | None) -> int:
     """Set torch's intra-op thread count explicitly (benchmarks always do); returns it."""
+    import torch
+
     n = n or min(os.cpu_count() or 1, 2)
     torch.set_num_threads(n)
     return n
 
 
 def machine_info() -> dict[str, Any]:
+    import torch
+
     info = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
@@ -81,7 +87,11 @@ def machine_info() -> dict[str, Any]:
 
 
 def _sync(device: str | torch.device | None) -> None:
-    if device is not None and torch.device(device).type == "cuda":
+    if device is None:
+        return
+    import torch
+
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
 
 
@@ -196,6 +206,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename)."""
+    from diffctl.data import atomic_write
+
     os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
     text = json.dumps(obj, indent=2, default=str)
     atomic_write(path, lambda f: f.write(text.encode()))

@@ -18,9 +18,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import torch
 import tyro
 
 from diffctl.bench.common import format_table
@@ -33,20 +32,10 @@ from diffctl.cli._common import (
     refuse_unused,
     run_command,
 )
-from diffctl.data import atomic_write, load_dataset
-from diffctl.envs import make
-from diffctl.models import (
-    DynamicsModel,
-    EnsembleDynamics,
-    FitConfig,
-    GreyBoxModel,
-    LinearModel,
-    MLPDynamics,
-    fit,
-    save_model,
-    train_val_split,
-    transitions_from,
-)
+from diffctl.configs.models import FitConfig
+
+if TYPE_CHECKING:  # torch, the envs and the models load when a fit runs, not for --help
+    from diffctl.models import DynamicsModel
 
 __all__ = ["FitCommandConfig", "build", "main", "HELP"]
 
@@ -88,6 +77,9 @@ def build(
     config: FitCommandConfig, state_dim: int, act_dim: int, env_name: str | None
 ) -> DynamicsModel:
     """The untrained model the flags describe."""
+    from diffctl.envs import make
+    from diffctl.models import EnsembleDynamics, GreyBoxModel, LinearModel, MLPDynamics
+
     if config.model == "linear":
         return LinearModel(state_dim, act_dim, ridge=config.ridge)
     if config.model == "mlp":
@@ -111,6 +103,9 @@ def build(
 def _plot(path: Path, model: DynamicsModel, data: Any, horizon: int) -> None:
     """True vs open-loop predicted states of the first held-out episode (Agg backend)."""
     import matplotlib
+    import torch
+
+    from diffctl.data import atomic_write
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -137,6 +132,8 @@ def _plot(path: Path, model: DynamicsModel, data: Any, horizon: int) -> None:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    from diffctl.data import atomic_write
+
     text = json.dumps(payload, indent=2, default=str)
     atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -154,6 +151,12 @@ def outputs(config: FitCommandConfig, argv: list[str] | None = None) -> Outputs:
 
 def run(config: FitCommandConfig) -> dict[str, Any]:
     """Fit, save and plot; returns the metrics."""
+    import torch
+
+    from diffctl.data import load_dataset
+    from diffctl.envs import make
+    from diffctl.models import fit, save_model, train_val_split, transitions_from
+
     if not config.out.parent.is_dir():
         raise FileNotFoundError(f"out: directory {str(config.out.parent)!r} does not exist")
     with blame("--data"):

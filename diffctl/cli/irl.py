@@ -20,10 +20,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any, Literal
 
 from diffctl.cli._common import (
     Outputs,
@@ -35,21 +32,16 @@ from diffctl.cli._common import (
     refuse_unused,
     run_command,
 )
-from diffctl.irl import (
+from diffctl.configs.irl import (
     AdversarialConfig,
     BCConfig,
     MPCImitationConfig,
-    RewardConfig,
-    RewardModel,
     SampledMarginConfig,
     SampledMaxEntConfig,
-    adversarial_irl,
-    behavioural_cloning,
-    check_demos,
-    max_margin_irl_sampled,
-    maxent_irl_sampled,
-    mpc_imitation,
 )
+
+if TYPE_CHECKING:  # torch and the methods load when a reward is learned, not for --help
+    from diffctl.irl import RewardModel
 
 HELP = "learn a reward from expert demos (maxent|margin|gail|airl|mpc) and save it"
 
@@ -88,8 +80,12 @@ class IRLCommandConfig:
 
 def run(config: IRLCommandConfig) -> tuple[RewardModel, list[dict], dict]:
     """Learn the reward; returns ``(reward, history, meta)`` and writes ``config.out``."""
+    import torch
+    from tqdm.auto import tqdm
+
     from diffctl.data import load_dataset
     from diffctl.envs import make
+    from diffctl.irl import check_demos
 
     out_dir = Path(config.out).parent
     if not out_dir.is_dir():
@@ -154,6 +150,16 @@ def _learn(
     config: IRLCommandConfig, env: Any, env_name: str, demos: Any, progress: Callable[[dict], None]
 ) -> tuple[RewardModel, list[dict], dict, Any]:
     """Run the chosen method; returns ``(reward, history, settings, saver or None)``."""
+    from diffctl.irl import (
+        RewardConfig,
+        RewardModel,
+        adversarial_irl,
+        behavioural_cloning,
+        max_margin_irl_sampled,
+        maxent_irl_sampled,
+        mpc_imitation,
+    )
+
     spec = env.spec
     method = config.method
     saver = None  # AIRL saves h beside g, so re-planning uses the whole learned f

@@ -27,10 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING, Any, Literal
 
 from diffctl.bench.common import format_table, write_json
 from diffctl.cli._common import (
@@ -43,21 +40,12 @@ from diffctl.cli._common import (
     refuse_unused,
     run_command,
 )
-from diffctl.control import (
-    CEM,
-    MPC,
-    MPPI,
-    CEMConfig,
-    MPCConfig,
-    MPCPolicy,
-    MPPIConfig,
-    RewardCost,
-    Shooting,
-    ShootingConfig,
-)
-from diffctl.control.cost import FunctionCost
-from diffctl.data import atomic_write
-from diffctl.envs import Env, VecEnv, make
+from diffctl.configs.control import CEMConfig, MPCConfig, MPPIConfig, ShootingConfig
+
+if TYPE_CHECKING:  # torch, the envs and the planners load when planning runs, not for --help
+    import torch
+
+    from diffctl.envs import Env
 
 __all__ = [
     "PlanCommandConfig",
@@ -200,6 +188,8 @@ def build_planner(
     """The planner the flags describe, on ``dynamics`` (default: the env) and ``reward``
     (default: the env's reward), within the env's action bounds. ``cost`` (MPC only)
     replaces the cost ``-reward`` (e.g. AIRL's ``planning_cost`` with its terminal ``-h``)."""
+    from diffctl.control import CEM, MPC, MPPI, FunctionCost, RewardCost, Shooting
+
     spec = env.spec
     if spec.discrete:
         raise ValueError(f"--env: {spec.name} has discrete actions; the planners need continuous")
@@ -229,6 +219,8 @@ def _mpc_bounds(
     mpc: MPCConfig, lo: torch.Tensor, hi: torch.Tensor, env_name: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The env's action box narrowed by ``--mpc.u-lower`` / ``--mpc.u-upper`` when given."""
+    import torch
+
     env_lo, env_hi = lo, hi
     for name, bound in (("u_lower", mpc.u_lower), ("u_upper", mpc.u_upper)):
         if bound is None:
@@ -255,6 +247,12 @@ def _mpc_bounds(
 
 def run(config: PlanCommandConfig) -> dict[str, Any]:
     """Run the episodes; returns returns, mean, solve time, convergence rate, trajectories."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from diffctl.control import MPCPolicy
+    from diffctl.envs import VecEnv, make
+
     with blame("--env", usage=True):
         env = make(config.env)
     if config.planner == "mpc":  # bad bounds are a usage error: say so before loading files
@@ -310,6 +308,9 @@ def save_plot(
 ) -> None:
     """State and action traces (``[T+1, N, nx]``, ``[T, N, nu]``) to a PNG, written atomically."""
     import matplotlib
+    import torch
+
+    from diffctl.data import atomic_write
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -360,6 +361,8 @@ def _main(argv: list[str]) -> int:
     outs.check(inputs)
     check_input("--model", config.model)
     check_input("--reward", config.reward)
+    import torch
+
     torch.manual_seed(config.seed)
     out = run(config)
     rows = [{"episode": i, "return": r} for i, r in enumerate(out["returns"])]

@@ -169,8 +169,7 @@ def _main(argv: list[str]) -> int:
         return 0
     args, rest = parser.parse_known_args(argv)
 
-    from diffctl.agents import config_class, default_config
-    from diffctl.agents import train as train_algo
+    from diffctl.configs.agents import config_class, default_config  # no torch: --help is fast
 
     env_name = args.env or ("cartpole" if args.algo in ("reinforce", "a2c", "ppo") else "pendulum")
     cls = config_class(args.algo)
@@ -186,6 +185,8 @@ def _main(argv: list[str]) -> int:
     if args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every: expected >= 0, got {args.checkpoint_every}")
     out = args.out or os.path.join("runs", f"{args.algo}-{env_name.replace(':', '_')}-s{args.seed}")
+    from diffctl.agents import train as train_algo
+
     created = _prepare_out(out, args, parser.prog)
     try:
         return _train(args, config, env_name, out, train_algo)

@@ -17,9 +17,9 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch loads when a method runs: ``diffctl compare --help`` stays fast
+    import torch
 
-if TYPE_CHECKING:
     from .runner import TaskSpec
 
 __all__ = ["METHODS", "DEFAULT_METHODS", "IRL_METHODS", "Curve", "PLANNER_SETTINGS"]
@@ -130,6 +130,8 @@ def _cem(env, dynamics, settings: dict[str, Any], seed: int):
 @functools.lru_cache(maxsize=8)
 def _logs(env_name: str, seed: int, budget: float, device: str):
     """Transitions from a uniformly random policy (the exploratory logs)."""
+    import torch
+
     from diffctl.data import rollout
     from diffctl.envs import VecEnv
 
@@ -153,6 +155,8 @@ def _logs(env_name: str, seed: int, budget: float, device: str):
 @functools.lru_cache(maxsize=8)
 def _fitted(kind: str, env_name: str, seed: int, budget: float, device: str):
     """A dynamics model of ``kind`` fitted to the random logs (cached per process)."""
+    import torch
+
     from diffctl.models import EnsembleDynamics, FitConfig, LinearModel, fit
 
     env = _make_env(env_name, device)
@@ -191,6 +195,8 @@ def _model_row(kind: str, planner: str) -> Callable[[TaskSpec], dict[str, Any]]:
         if planner == "mpc":  # iLQR on the ensemble's mean prediction
             p = _mpc(env, model, settings)
         elif kind == "ensemble":  # PETS trajectory sampling: each sample follows one member
+            import torch
+
             g = torch.Generator(device=spec.device).manual_seed(spec.seed)
             p = _cem(env, model.sampler("tsinf", noise=True, generator=g), settings, spec.seed)
         else:
@@ -260,6 +266,8 @@ def mpc_irl(spec: TaskSpec) -> dict[str, Any]:
     The expert is the true-dynamics MPC (cold-started, as the imitating MPC is); the learned
     cost is a quadratic ``RewardModel`` (Amos et al. 2018, Sec. 5.2). Env steps: the demos'.
     """
+    import torch
+
     from diffctl.control import MPC, MPCConfig, MPCPolicy
     from diffctl.data import rollout
     from diffctl.irl import MPCImitationConfig, mpc_imitation

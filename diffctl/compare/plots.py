@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 
-from diffctl.data import atomic_write
-
 from .runner import Row
 
 __all__ = ["save_plots"]
 
 
 def _save(fig, path: str) -> None:
+    from diffctl.data import atomic_write
+
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
 
 

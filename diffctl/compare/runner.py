@@ -18,10 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
-
-from diffctl.data import atomic_write
-
 from .methods import METHODS, Curve
 
 __all__ = [
@@ -85,6 +81,8 @@ class Row:
 
 def run_task(spec: TaskSpec) -> Row:
     """Run one task (deterministic given ``spec``; wall times aside)."""
+    import torch
+
     if spec.method not in METHODS:
         raise ValueError(f"method: unknown {spec.method!r}; known: {', '.join(METHODS)}")
     torch.set_num_threads(spec.threads)
@@ -206,6 +204,8 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
 
 
 def _atomic_write(path: str, text: str) -> None:
+    from diffctl.data import atomic_write
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, lambda f: f.write(text.encode()))
 

@@ -30,8 +30,6 @@ __all__ = [
     "as_cost",
 ]
 
-HESSIAN_MODES = ("exact", "gauss-newton")
-
 
 def _flat_call(fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
     """Call ``fn`` on 2-D ``[N, d]`` views of ``[*S, d]`` inputs; returns ``[*S, ...]``."""

@@ -31,9 +31,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from diffctl.configs.control import _check_common, _check_int
+
 from .base import PlanResult
 from .cost import Cost
-from .sampling import _check_common, _check_int, _SamplingPlanner
+from .sampling import _SamplingPlanner
 
 __all__ = ["ICEMConfig", "ICEM", "colored_noise"]
 

@@ -28,23 +28,23 @@ import math
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
+
+from diffctl.configs.control import Bound, MPCConfig
 
 from .base import PlanResult, timed
 from .boxqp import box_qp
 from .condensed import box_qp as dense_box_qp
 from .condensed import condense, face_solve
-from .cost import HESSIAN_MODES, Cost, QuadCost, StatePenalty, as_cost
+from .cost import Cost, QuadCost, StatePenalty, as_cost
 from .dynamics import DynamicsAdapter, LinearDynamics
 from .lqr import check_finite, riccati_sweep, rollout_linear
 
 __all__ = ["MPCConfig", "MPC", "CONDENSED_MAX_WORK", "CONDENSED_MAX_CUDA_ENTRIES"]
 
-Bound = float | tuple[float, ...] | None
-SOLVERS = ("auto", "ddp", "condensed")
 #: ``solver="auto"`` on the CPU condenses an LQ problem when ``B (T nu)^3`` is at most this:
 #: the dense solver's work grows as ``B (T nu)^3``, the box-DDP's as ``T`` (per-op overhead)
 #: times its iterations. Measured on 1 CPU thread, float64, nx=4 (``diffctl bench convex``
@@ -58,111 +58,6 @@ CONDENSED_MAX_WORK = 4e8
 #: float64, same problems: condensed/DDP time 1/8 to 1/14 for B=64..4096, T nu=60..600
 #: (1024 x 600: 0.79 s vs 6.1 s, 18 GB peak).
 CONDENSED_MAX_CUDA_ENTRIES = 5e7
-
-
-@dataclass(frozen=True)
-class MPCConfig:
-    """Settings of ``MPC`` (defaults follow mpc.pytorch where it has one).
-
-    Attributes:
-        horizon: planning horizon ``T`` (number of actions).
-        u_lower, u_upper: control bounds (scalar or one per control); ``None`` takes the env's
-            action bounds when the dynamics is an ``Env``, otherwise unbounded.
-        max_iter: iLQR iterations at most.
-        u_tol: converged when the full box-projected Newton step moves every control by at most
-            this much (with a regularisation of ``Q_uu`` at most 1).
-        linesearch_decay: step sizes tried are ``decay ** i``, ``i < max_linesearch_iter``
-            (all evaluated in one batched rollout). 0.5 rather than mpc.pytorch's 0.2: far from
-            the solution box-DDP's full step often fails and 0.2 then takes a fifth of it (a
-            box-constrained LQ problem took 27-38 iterations at 0.2, 20 at 0.5).
-        max_linesearch_iter: number of step sizes.
-        armijo: accept a step when the actual decrease is at least this fraction of the
-            predicted one.
-        reg_init, reg_min, reg_max, reg_factor: Levenberg-Marquardt regularisation of ``Q_uu``
-            (per example; after consecutive failed steps multiplied by ``reg_factor``,
-            ``reg_factor^2``, ... ; divided by ``reg_factor`` after a successful one).
-        boxqp_iters: projected-Newton iterations of each box QP with more than three controls
-            (up to three it is solved exactly by enumerating the active sets).
-        hessian: ``"exact"`` (autograd Hessian of the cost) or ``"gauss-newton"`` (``J'J`` of a
-            ``LeastSquaresCost`` residual); dynamics are linearised (iLQR) in both. During the
-            iterations a non-quadratic cost's Hessian is projected onto the PSD cone (this keeps
-            every step a descent step and leaves the fixed point unchanged); the implicit
-            backward pass always uses the exact Hessian of the Lagrangian.
-        unroll: differentiate through the iterations instead of implicitly at the fixed point.
-        state_lower, state_upper: soft state bounds (``None``: none).
-        state_penalty: weight of the soft state-bound penalty ``w * relu(violation)^2``.
-        solver: ``"ddp"`` (box-DDP above, any dynamics and cost), ``"condensed"`` (only for
-            ``LinearDynamics`` with a ``QuadCost``, no state bounds, ``unroll=False``: the LQ
-            problem as one dense box QP in the ``T nu`` controls, solved exactly by an
-            interior-point phase that finds the active set and primal-dual active-set
-            iterations that make it exact, each phase at most ``max_iter`` iterations;
-            ``u_tol`` and the line-search and regularisation fields are not used; gradients
-            also reach tensor bounds ``u_lower``/``u_upper`` through the active controls; see
-            ``condensed.py``) or ``"auto"`` (condensed where it applies, the problem is small
-            enough, ``B (T nu)^3 <= CONDENSED_MAX_WORK`` on the CPU and
-            ``B (T nu)^2 <= CONDENSED_MAX_CUDA_ENTRIES`` on CUDA, and the condensed Hessian is
-            positive definite; box-DDP otherwise, and box-DDP also when a row of the dense
-            solve has not converged, warm-started from the rows that have: badly conditioned
-            problems, ``cond(H) > 1e9``, made the active-set phase cycle on a few rows).
-            ``PlanResult.info["solver"]`` says which one ran.
-    """
-
-    horizon: int = 20
-    u_lower: Bound = None
-    u_upper: Bound = None
-    max_iter: int = 50
-    u_tol: float = 1e-4
-    linesearch_decay: float = 0.5
-    max_linesearch_iter: int = 10
-    armijo: float = 1e-4
-    reg_init: float = 1e-6
-    reg_min: float = 1e-8
-    reg_max: float = 1e8
-    reg_factor: float = 10.0
-    boxqp_iters: int = 3
-    hessian: Literal["exact", "gauss-newton"] = "exact"
-    unroll: bool = False
-    state_lower: Bound = None
-    state_upper: Bound = None
-    state_penalty: float = 100.0
-    solver: Literal["auto", "ddp", "condensed"] = "auto"
-
-    def __post_init__(self) -> None:
-        if self.solver not in SOLVERS:
-            raise ValueError(f"solver: expected one of {SOLVERS}, got {self.solver!r}")
-        for name in ("horizon", "max_iter", "max_linesearch_iter", "boxqp_iters"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        for name in ("u_tol", "armijo", "reg_min", "reg_init", "reg_max"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and v >= 0 and math.isfinite(v)):
-                raise ValueError(f"{name}: expected a finite number >= 0, got {v!r}")
-        if not 0 < self.linesearch_decay < 1:
-            raise ValueError(f"linesearch_decay: expected in (0, 1), got {self.linesearch_decay}")
-        if not self.reg_factor > 1:
-            raise ValueError(f"reg_factor: expected > 1, got {self.reg_factor}")
-        if not self.state_penalty > 0:
-            raise ValueError(f"state_penalty: expected > 0, got {self.state_penalty}")
-        if self.hessian not in HESSIAN_MODES:
-            raise ValueError(f"hessian: expected one of {HESSIAN_MODES}, got {self.hessian!r}")
-        for lo_name, hi_name in (("u_lower", "u_upper"), ("state_lower", "state_upper")):
-            lo, hi = getattr(self, lo_name), getattr(self, hi_name)
-            for name, b in ((lo_name, lo), (hi_name, hi)):
-                vals = b if isinstance(b, tuple) else (b,)
-                if b is not None and not all(
-                    isinstance(v, int | float) and not math.isnan(v) for v in vals
-                ):
-                    raise ValueError(f"{name}: expected a number or tuple of numbers, got {b!r}")
-            if lo is not None and hi is not None:
-                lo_t = lo if isinstance(lo, tuple) else (lo,)
-                hi_t = hi if isinstance(hi, tuple) else (hi,)
-                if len(lo_t) > 1 and len(hi_t) > 1 and len(lo_t) != len(hi_t):
-                    raise ValueError(
-                        f"{lo_name}: length {len(lo_t)} != {hi_name} length {len(hi_t)}"
-                    )
-                if any(a > b for a, b in zip(lo_t * len(hi_t), hi_t * len(lo_t))):
-                    raise ValueError(f"{lo_name}: lower bound exceeds {hi_name}")
 
 
 class _Implicit(torch.autograd.Function):

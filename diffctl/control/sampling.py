@@ -49,137 +49,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from diffctl.configs.control import TS_MODES, CEMConfig, MPPIConfig
 
 from .base import PlanResult
 from .cost import Cost
 from .shooting import RolloutObjective, _check_x0, _initial_actions, action_bounds
 
 __all__ = ["CEMConfig", "CEM", "MPPIConfig", "MPPI", "TS_MODES"]
-
-#: trajectory-sampling modes of ensembles (PETS Sec. 4.2)
-TS_MODES = ("tsinf", "ts1")
-
-
-def _check_int(cfg: Any, name: str, minimum: int = 1) -> None:
-    v = getattr(cfg, name)
-    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {v!r}")
-
-
-def _check_common(cfg: Any) -> None:
-    """The fields every sampling config shares (errors name the field)."""
-    for name in ("horizon", "num_samples", "iterations", "particles"):
-        _check_int(cfg, name)
-    _check_int(cfg, "ensemble_size", 0)
-    _check_int(cfg, "seed", 0)
-    if cfg.ts_mode not in TS_MODES:
-        raise ValueError(f"ts_mode: expected one of {TS_MODES}, got {cfg.ts_mode!r}")
-    if not isinstance(cfg.compile, bool):
-        raise ValueError(f"compile: expected a bool, got {cfg.compile!r}")
-
-
-@dataclass(frozen=True)
-class CEMConfig:
-    """Settings of ``CEM`` (defaults: PETS, Chua et al. 2018).
-
-    Attributes:
-        horizon: planning horizon ``T`` (PETS: 25 on cart-pole, 30 on half-cheetah).
-        num_samples: population size per start state (PETS: 500).
-        num_elites: elites refitting the distribution (PETS: 50).
-        iterations: CEM iterations per plan (PETS: 5).
-        alpha: smoothing of mean and variance, ``new = alpha * old + (1 - alpha) * elite``
-            (PETS: 0.1).
-        epsilon: an example has converged once its largest variance is below this (PETS: 1e-3);
-            converged examples stop updating.
-        init_std: initial standard deviation as a fraction of ``high - low`` (PETS: 1/4); used
-            as absolute std when the planner has no bounds.
-        bound_mode: ``"truncate"`` (PETS: shrink the variance so that two standard deviations
-            stay inside the box; the distribution then cannot leave a bound its mean sits on) or
-            ``"clip"`` (sample with the full variance and clip to the box, which suits
-            bang-bang solutions such as the pendulum swing-up).
-        particles: rollouts per sampled sequence, scored by their mean cost (PETS used 20 with
-            an ensemble of 5; 1 suits deterministic dynamics).
-        ensemble_size: 0, or ``E``: trajectory sampling over ``E`` members (module docstring).
-        ts_mode: ``"tsinf"`` (a particle keeps its member over the horizon) or ``"ts1"`` (a
-            member re-drawn every step); only with ``ensemble_size > 0``.
-        compile: run the rollout-and-score function through ``torch.compile`` (the first solve
-            compiles; module docstring).
-        seed: seed of the planner's generator when none is given.
-    """
-
-    horizon: int = 25
-    num_samples: int = 500
-    num_elites: int = 50
-    iterations: int = 5
-    alpha: float = 0.1
-    epsilon: float = 1e-3
-    init_std: float = 0.25
-    bound_mode: str = "truncate"
-    particles: int = 1
-    ensemble_size: int = 0
-    ts_mode: str = "tsinf"
-    compile: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.bound_mode not in ("truncate", "clip"):
-            raise ValueError(f"bound_mode: expected 'truncate' or 'clip', got {self.bound_mode!r}")
-        _check_common(self)
-        _check_int(self, "num_elites")
-        if self.num_elites > self.num_samples:
-            raise ValueError(
-                f"num_elites: must be <= num_samples ({self.num_samples}), got {self.num_elites}"
-            )
-        if not 0 <= self.alpha < 1:
-            raise ValueError(f"alpha: expected a float in [0, 1), got {self.alpha!r}")
-        if not self.epsilon >= 0:
-            raise ValueError(f"epsilon: expected a float >= 0, got {self.epsilon!r}")
-        if not self.init_std > 0:
-            raise ValueError(f"init_std: expected a positive float, got {self.init_std!r}")
-
-
-@dataclass(frozen=True)
-class MPPIConfig:
-    """Settings of ``MPPI`` (Williams et al. 2017, Alg. 2).
-
-    The paper fixes the algorithm, not these numbers: the defaults are a common starting
-    point, and ``temperature`` must suit the cost's scale (the pendulum swing-up test uses
-    100 samples, horizon 20, ``temperature = 0.1``, ``noise_std = 0.5``).
-
-    Attributes:
-        horizon: planning horizon ``T``.
-        num_samples: sampled sequences ``K`` per start state.
-        temperature: ``lambda`` of the path-integral weights ``exp(-S / lambda)``.
-        noise_std: standard deviation of the exploration noise, as a fraction of ``high - low``
-            (absolute when there are no bounds).
-        iterations: updates of the nominal sequence per plan (the paper: 1 per control step).
-        control_cost: add the paper's ``lambda * u' Sigma^-1 eps`` term to each sample's cost.
-        particles, ensemble_size, ts_mode, compile, seed: as in ``CEMConfig``.
-    """
-
-    horizon: int = 30
-    num_samples: int = 1000
-    temperature: float = 1.0
-    noise_std: float = 0.25
-    iterations: int = 1
-    control_cost: bool = True
-    particles: int = 1
-    ensemble_size: int = 0
-    ts_mode: str = "tsinf"
-    compile: bool = False
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        _check_common(self)
-        if not self.temperature > 0:
-            raise ValueError(f"temperature: expected a positive float, got {self.temperature!r}")
-        if not self.noise_std > 0:
-            raise ValueError(f"noise_std: expected a positive float, got {self.noise_std!r}")
 
 
 class _SamplingPlanner:

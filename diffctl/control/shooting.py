@@ -16,19 +16,17 @@ loop ``x = x - grad(f, x)`` of the lecture notes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from diffctl.configs.control import ShootingConfig
+
 from .base import PlanResult, timed
 from .cost import Cost, as_cost
 
 __all__ = ["RolloutObjective", "ShootingConfig", "Shooting", "action_bounds"]
-
-_OPTIMIZERS = ("adam", "gd", "lbfgs")
-_BOUNDS = ("clamp", "tanh")
 
 
 def _check_x0(x0: Any, nx: int | None = None, device: torch.device | None = None) -> Tensor:
@@ -221,53 +219,6 @@ class RolloutObjective:
         """``(cost [N], states [T + 1, N, nx])`` of actions ``us [T, N, nu]`` from ``x0``."""
         xs = self.rollout(x0, us, member)
         return self.total_cost(xs, us), xs
-
-
-@dataclass(frozen=True)
-class ShootingConfig:
-    """Settings of ``Shooting``.
-
-    Attributes:
-        horizon: planning horizon ``T``.
-        optimizer: ``"adam"`` (Kingma & Ba 2015 with betas 0.9/0.999), ``"gd"`` (plain gradient
-            descent) or ``"lbfgs"`` (torch's L-BFGS with strong-Wolfe line search).
-        iterations: iteration budget (L-BFGS: its ``max_iter``).
-        lr: step size (Adam/gd; L-BFGS: initial step, 1 is the usual choice).
-        bounds: ``"clamp"`` (projected steps) or ``"tanh"`` (``u = mid + half * tanh(z)``).
-            L-BFGS needs ``"tanh"`` (projection breaks its curvature pairs).
-        tol: an example has converged when the infinity norm of its projected gradient
-            (of ``z`` with ``tanh``) is at most ``tol``; converged examples stop moving.
-        unrolled: record the iterations for autograd (``create_graph=True``): the plan is then
-            differentiable w.r.t. ``x0``, the dynamics and the cost parameters. Adam/gd only.
-        history_size: L-BFGS memory.
-        check_every: iterations between early-exit checks (one host sync each).
-    """
-
-    horizon: int = 30
-    optimizer: str = "adam"
-    iterations: int = 200
-    lr: float = 0.1
-    bounds: str = "clamp"
-    tol: float = 1e-5
-    unrolled: bool = False
-    history_size: int = 10
-    check_every: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("horizon", "iterations", "history_size", "check_every"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(f"optimizer: expected one of {_OPTIMIZERS}, got {self.optimizer!r}")
-        if self.bounds not in _BOUNDS:
-            raise ValueError(f"bounds: expected one of {_BOUNDS}, got {self.bounds!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr!r}")
-        if not self.tol >= 0:
-            raise ValueError(f"tol: expected a float >= 0, got {self.tol!r}")
-        if self.optimizer == "lbfgs" and self.unrolled:
-            raise ValueError("unrolled: only with optimizer 'adam' or 'gd', not 'lbfgs'")
 
 
 class Shooting:

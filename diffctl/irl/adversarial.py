@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from diffctl.agents.common import load_checkpoint
 from diffctl.agents.ppo import PPOConfig, default_config
 from diffctl.agents.ppo import train as ppo_train
+from diffctl.configs.irl import AdversarialConfig
 from diffctl.control import FunctionCost
 from diffctl.data import Trajectory
 from diffctl.envs import VecEnv
@@ -47,54 +48,6 @@ __all__ = [
     "load_adversarial",
     "shaping_path",
 ]
-
-
-@dataclass(frozen=True)
-class AdversarialConfig:
-    """GAIL / AIRL.
-
-    Attributes:
-        method: ``"airl"`` or ``"gail"``.
-        total_steps: PPO env steps (the rest of PPO's settings: the env's preset).
-        state_only: AIRL reward ``g(s)`` on states only (else ``g(s, a)``); GAIL's
-            discriminator always sees ``(s, a)``.
-        disc_updates: discriminator minibatch steps per PPO iteration.
-        disc_batch: expert and policy transitions per discriminator step (each).
-        disc_lr: Adam step size of the discriminator.
-        disc_weight_decay: L2 penalty on the discriminator.
-        hidden: hidden sizes of ``g``, ``h`` and GAIL's ``d``.
-        activation: activation of those networks (``"tanh"``: smooth, so an iLQR planner
-            re-optimising the learned reward gets its curvature; ReLU's Hessian is zero).
-        use_observation: feed the env's observation map of the state (e.g. pendulum's
-            ``[cos, sin, thdot]``) to the networks.
-        gamma: AIRL shaping discount (0: PPO's gamma); 1 makes the shaping telescope exactly
-            over a planner's undiscounted horizon (see ``AdversarialResult.planning_cost``).
-        seed: seed of PPO and the discriminator.
-    """
-
-    method: str = "airl"
-    total_steps: int = 300_000
-    state_only: bool = True
-    disc_updates: int = 50
-    disc_batch: int = 512
-    disc_lr: float = 1e-3
-    disc_weight_decay: float = 1e-4
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    use_observation: bool = True
-    gamma: float = 0.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in ("airl", "gail"):
-            raise ValueError(f"method: expected 'airl' or 'gail', got {self.method!r}")
-        for name in ("total_steps", "disc_updates", "disc_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
-        if not self.disc_lr > 0:
-            raise ValueError(f"disc_lr: expected a positive float, got {self.disc_lr}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma: expected a value in [0, 1], got {self.gamma}")
 
 
 @dataclass

@@ -11,37 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from diffctl.agents.networks import mlp
+from diffctl.configs.irl import BCConfig
 from diffctl.data import Trajectory
 
 from .demos import check_demos
 
 __all__ = ["BCConfig", "BCPolicy", "BCResult", "behavioural_cloning"]
-
-
-@dataclass(frozen=True)
-class BCConfig:
-    """Behavioural cloning.
-
-    Attributes:
-        epochs: passes over the demonstrations.
-        batch_size: minibatch size.
-        lr: Adam step size.
-        hidden: hidden sizes of the policy MLP.
-        seed: initialisation and shuffling seed.
-    """
-
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
-    hidden: tuple[int, ...] = (64, 64)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr}")
 
 
 class BCPolicy(nn.Module):

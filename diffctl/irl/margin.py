@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffctl.configs.irl import SampledMarginConfig
 from diffctl.mdp import FiniteMDP, MDPSamples, state_occupancy, value_iteration
 
 from .demos import empirical_initial, empirical_occupancy, finite_demo_states
@@ -228,40 +229,6 @@ def max_margin_irl(
     return MarginResult(
         reward=_linear_model(w), rewards=feats @ w, policy=best_policy, history=history
     )
-
-
-@dataclass(frozen=True)
-class SampledMarginConfig:
-    """Max-margin IRL on a continuous env with sampled non-expert trajectories.
-
-    Attributes:
-        iterations: subgradient steps.
-        lr: Adam step size.
-        l2: weight of ``||w||^2`` (all reward parameters).
-        margin: required return gap between each expert trajectory and the best candidate.
-        num_candidates: non-expert trajectories per iteration, from each demo's start state:
-            half with uniformly random actions, half with the expert's actions plus Gaussian
-            noise of std ``noise_std`` (times the half-range of the action box).
-        noise_std: see ``num_candidates``.
-        seed: sampling seed.
-    """
-
-    iterations: int = 100
-    lr: float = 1e-2
-    l2: float = 1e-3
-    margin: float = 1.0
-    num_candidates: int = 8
-    noise_std: float = 0.5
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "num_candidates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr}")
-        if self.l2 < 0 or self.margin < 0 or self.noise_std < 0:
-            raise ValueError("l2, margin, noise_std: expected non-negative floats")
 
 
 def max_margin_irl_sampled(

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffctl.configs.irl import SampledMaxEntConfig
 from diffctl.data import Trajectory, rollout
 from diffctl.mdp import (
     FiniteMDP,
@@ -193,44 +194,6 @@ def expected_value_difference(
 
 
 # ---------------------------------------------------------------------- continuous, sampled
-
-
-@dataclass(frozen=True)
-class SampledMaxEntConfig:
-    """Sample-based MaxEnt IRL (guided cost learning without the policy update, Finn 2016).
-
-    Attributes:
-        iterations: reward gradient steps.
-        lr: Adam step size.
-        weight_decay: L2 penalty on the reward parameters.
-        num_samples: sampler trajectories per iteration.
-        horizon: length of the sampled trajectories (0: the demos' length).
-        noise_std: std of the Gaussian exploration added to the sampler's actions (the
-            importance weights use this density).
-        include_demos: mix the demos into the background samples (Finn 2016, Section 4.1),
-            which keeps the importance weights bounded.
-        seed: sampling seed.
-    """
-
-    iterations: int = 100
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    num_samples: int = 64
-    horizon: int = 0
-    noise_std: float = 0.5
-    include_demos: bool = True
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "num_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr}")
-        if not self.noise_std > 0:
-            raise ValueError(f"noise_std: expected a positive float, got {self.noise_std}")
-        if self.horizon < 0:
-            raise ValueError(f"horizon: expected >= 0, got {self.horizon}")
 
 
 @dataclass

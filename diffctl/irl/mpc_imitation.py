@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from diffctl.configs.irl import MPCImitationConfig
 from diffctl.control import MPC, FunctionCost, MPCConfig, MPCPolicy
 from diffctl.data import Trajectory
 
@@ -21,57 +22,6 @@ from .demos import check_demos
 from .reward import RewardConfig, RewardModel
 
 __all__ = ["MPCImitationConfig", "MPCImitationResult", "mpc_imitation", "imitation_mpc"]
-
-
-@dataclass(frozen=True)
-class MPCImitationConfig:
-    """Imitation learning through differentiable MPC.
-
-    Attributes:
-        iterations: gradient steps.
-        lr: Adam step size.
-        batch_size: demo states per step (0: all of them).
-        horizon: MPC planning horizon.
-        mpc_iters: iLQR iterations per solve.
-        optimizer: ``"adam"`` (minibatches) or ``"lbfgs"`` (full batch, strong-Wolfe line
-            search, ``lbfgs_evals`` loss evaluations per iteration): quicker on small problems.
-        lbfgs_evals: loss evaluations per L-BFGS iteration.
-        learn_dynamics: names of env parameters to learn as well (e.g. ``("m", "l")``).
-        use_observation: the quadratic cost acts on the env's observation (e.g. pendulum's
-            ``[cos, sin, thdot]``) rather than the state.
-        angle_dims: state components that are angles (wrapped before the quadratic cost).
-        action_weight_init: initial weight of the default cost's action term relative to the
-            state terms (actions are usually penalised far less than state errors).
-        seed: minibatch sampling seed.
-    """
-
-    iterations: int = 100
-    lr: float = 0.05
-    batch_size: int = 64
-    horizon: int = 10
-    mpc_iters: int = 10
-    optimizer: str = "adam"
-    lbfgs_evals: int = 10
-    learn_dynamics: tuple[str, ...] = ()
-    use_observation: bool = False
-    angle_dims: tuple[int, ...] = ()
-    action_weight_init: float = 1e-2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("iterations", "horizon", "mpc_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected a positive int, got {getattr(self, name)}")
-        if self.batch_size < 0:
-            raise ValueError(f"batch_size: expected >= 0, got {self.batch_size}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: expected a positive float, got {self.lr}")
-        if not self.action_weight_init > 0:
-            raise ValueError(f"action_weight_init: expected > 0, got {self.action_weight_init}")
-        if self.optimizer not in ("adam", "lbfgs"):
-            raise ValueError(f"optimizer: expected 'adam' or 'lbfgs', got {self.optimizer!r}")
-        if self.lbfgs_evals < 1:
-            raise ValueError(f"lbfgs_evals: expected a positive int, got {self.lbfgs_evals}")
 
 
 @dataclass

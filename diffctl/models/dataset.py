@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["TransitionData", "transitions_from", "split_episodes", "SOURCES"]
+from diffctl.configs.models import SOURCES
 
-SOURCES = ("auto", "states", "obs")
+__all__ = ["TransitionData", "transitions_from", "split_episodes", "SOURCES"]
 
 
 @dataclass(frozen=True)

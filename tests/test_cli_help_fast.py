@@ -1,0 +1,81 @@
+"""``diffctl <command> --help`` loads no torch (nor another heavy library), so it answers at once.
+
+Each command's flags come from frozen config dataclasses that live in torch-free modules
+(``diffctl.configs``); the commands import torch, the envs and the algorithms only after parsing.
+Each ``--help`` runs in a fresh interpreter, which then lists the heavy modules it imported.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from diffctl.cli import COMMANDS
+from diffctl.cli.train import ALGO_NAMES
+
+HEAVY = ("torch", "cvxpy", "gymnasium", "mujoco", "jax", "matplotlib")
+
+# run in a fresh interpreter as ``python -c _CHECK ARGS...``: prints the HEAVY modules imported
+_CHECK = f"""
+import contextlib, io, sys
+from diffctl.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    code = main(sys.argv[1:])
+assert code == 0, f"exit status {{code}}"
+assert "usage:" in out.getvalue(), out.getvalue()
+print(" ".join(m for m in {HEAVY!r} if m in sys.modules))
+"""
+
+_MBRL_PENDING = pytest.mark.xfail(
+    strict=True,
+    reason="MBRLConfig lives in diffctl/models/mbrl.py, which imports torch, and "
+    "diffctl/cli/mbrl.py imports diffctl.data and diffctl.models at the top",
+)
+
+
+def _run(argv: list[str]) -> list[str]:
+    """The ``HEAVY`` modules that ``diffctl *argv`` imported (it must exit 0 with a usage)."""
+    res = subprocess.run(
+        [sys.executable, "-c", _CHECK, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param(c, marks=_MBRL_PENDING) if c == "mbrl" else c for c in COMMANDS],
+)
+def test_command_help_imports_nothing_heavy(command):
+    assert _run([command, "--help"]) == []
+
+
+@pytest.mark.parametrize("algo", ALGO_NAMES)
+def test_train_algo_help_imports_nothing_heavy(algo):
+    assert _run(["train", algo, "--help"]) == []
+    # with an env the flags' defaults are that env's tuned preset
+    assert _run(["train", algo, "--env", "pendulum", "--help"]) == []
+
+
+def test_configs_are_the_ones_the_packages_export():
+    import importlib
+
+    from diffctl.configs import agents, control, irl, models
+
+    for module in (agents, control, irl, models):
+        for name in module.__all__:
+            value = getattr(module, name)
+            if isinstance(value, type) and name.endswith("Config"):
+                package = module.__name__.replace("diffctl.configs.", "diffctl.")
+                if module is not agents:
+                    assert getattr(importlib.import_module(package), name) is value, name
+    from diffctl.agents import ALGORITHMS
+
+    assert tuple(agents.CONFIGS) == tuple(ALGORITHMS) == ALGO_NAMES
+    for algo, (cls, presets) in agents.CONFIGS.items():
+        module = importlib.import_module(f"diffctl.agents.{ALGORITHMS[algo]}")
+        assert module.CONFIG is cls and module.PRESETS is presets, algo
+        for env in (*presets, "no-such-env"):
+            assert agents.default_config(algo, env) == module.default_config(env), (algo, env)
