@@ -246,7 +246,7 @@ def balance(
     cfg = config or BalanceConfig()
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    planner.reset()
+    planner.reset(seed=cfg.seed)  # the start's noise: the same alone or after other starts
     planner.history.clear()
     push_steps = max(1, round(cfg.push_every / env.spec.dt))
     nq = env.model.nq

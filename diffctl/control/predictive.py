@@ -349,10 +349,14 @@ class PredictiveSampling:
         return x
 
     # ------------------------------------------------------------------ receding horizon
-    def reset(self) -> None:
-        """Forget the nominal plan (the next ``act`` starts from zero controls)."""
+    def reset(self, seed: int | None = None) -> None:
+        """Forget the nominal plan (the next ``act`` starts from zero controls); with ``seed``,
+        also restart the noise from ``(config.seed, seed)``, so that a run (one balance start,
+        say) draws the same noise whatever ran before it."""
         self._knots = None
         self._age = 0
+        if seed is not None:
+            self.rng = np.random.default_rng((self.config.seed, seed))
 
     def act(self, x: Tensor) -> Tensor:
         """Receding-horizon action ``[B, nu]`` at states ``x [B, nx]``: re-plans every

@@ -94,6 +94,26 @@ def test_planner_protocol_and_shift(env):
     planner.close()
 
 
+def test_a_balance_start_draws_the_same_noise_alone_or_after_others(env):
+    """``balance`` restarts the planner's noise from the start's seed: a start is reproducible
+    on its own (``diffctl bench humanoid --seed 3 --starts 1`` is start 3 of the full run)."""
+    cfg = PredictiveSamplingConfig(horizon=4, num_samples=6, num_knots=2, nthread=1)
+    short = {"steps": 12, "push_every": 0.09}  # a push at step 6
+    first = PredictiveSampling(env, HumanoidStandCost(env), cfg)
+    balance(env, first, BalanceConfig(seed=0, **short), stop_on_failure=False)
+    after = balance(env, first, BalanceConfig(seed=1, **short), stop_on_failure=False)
+    alone = balance(
+        env,
+        PredictiveSampling(env, HumanoidStandCost(env), cfg),
+        BalanceConfig(seed=1, **short),
+        stop_on_failure=False,
+    )
+    for key in ("height", "roll", "pitch"):
+        np.testing.assert_array_equal(after.trace[key], alone.trace[key])
+    again = balance(env, first, BalanceConfig(seed=0, **short), stop_on_failure=False)
+    assert not np.array_equal(again.trace["height"], alone.trace["height"])
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
