@@ -137,6 +137,13 @@ class _Locomotion(GymTask):
     skip_positions: ClassVar[int] = 1
     clip_velocity: ClassVar[float | None] = None
 
+    @property
+    def position_dims(self) -> tuple[int, ...]:
+        """State components the dynamics do not depend on: the root's position on the flat
+        floor (what ``exclude_current_positions_from_observation`` leaves out). Learned models
+        leave them out of their input (``diffctl.models``)."""
+        return tuple(range(self.skip_positions))
+
     def _observe(self, x: Tensor) -> Tensor:
         skip = self.skip_positions if self.opts["exclude_current_positions_from_observation"] else 0
         return self._positions_velocities(x, skip, self.clip_velocity)

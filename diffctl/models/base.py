@@ -60,16 +60,23 @@ def _check_call(module: nn.Module, args: tuple[Any, ...]) -> None:
         module._check_call_inputs(args[0], args[1])  # type: ignore[operator]
 
 
-def angle_features(x: Tensor, angle_dims: Sequence[int]) -> Tensor:
-    """Replace each angle component of ``x: [..., nx]`` by ``(sin, cos)``.
+def angle_features(
+    x: Tensor, angle_dims: Sequence[int], position_dims: Sequence[int] = ()
+) -> Tensor:
+    """The network input of a state ``x: [..., nx]``: each angle component replaced by
+    ``(sin, cos)``, and the ``position_dims`` left out (components the dynamics do not depend on,
+    such as a robot's position on a flat floor: a model then generalises to where it never was).
 
-    Returns ``[..., nx + len(angle_dims)]``: the non-angle components in order, then
-    ``sin`` and ``cos`` of the angle components.
+    Returns ``[..., nx + len(angle_dims) - len(position_dims)]``: the other components in order,
+    then ``sin`` and ``cos`` of the angle components.
     """
-    if not angle_dims:
+    if not angle_dims and not position_dims:
         return x
     nx = x.shape[-1]
-    keep = [i for i in range(nx) if i not in set(angle_dims)]
+    skip = set(angle_dims) | set(position_dims)
+    keep = [i for i in range(nx) if i not in skip]
+    if not angle_dims:
+        return x[..., keep]
     ang = x[..., list(angle_dims)]
     return torch.cat([x[..., keep], torch.sin(ang), torch.cos(ang)], dim=-1)
 

@@ -64,7 +64,7 @@ class EnsembleDynamics(DynamicsModel):
         num_members: ensemble size ``E``.
         num_elites: members used for prediction and planning once ``select_elites`` has run
             (None: all; PETS/MBPO: 5 of 7).
-        hidden, activation, angle_dims: as in ``MLPDynamics``.
+        hidden, activation, angle_dims, position_dims: as in ``MLPDynamics``.
         max_logvar, min_logvar: initial soft bounds of the standardised log-variance.
         logvar_bound_weight: weight of ``sum(max_logvar) - sum(min_logvar)`` in the loss.
     """
@@ -81,6 +81,7 @@ class EnsembleDynamics(DynamicsModel):
         hidden: Sequence[int] = (200, 200),
         activation: str = "silu",
         angle_dims: Sequence[int] = (),
+        position_dims: Sequence[int] = (),
         max_logvar: float = 0.5,
         min_logvar: float = -10.0,
         logvar_bound_weight: float = 0.01,
@@ -88,7 +89,8 @@ class EnsembleDynamics(DynamicsModel):
         super().__init__(state_dim, act_dim)
         hidden = tuple(hidden)
         angle_dims = tuple(int(i) for i in angle_dims)
-        _check_arch(hidden, activation, angle_dims, state_dim)
+        position_dims = tuple(int(i) for i in position_dims)
+        _check_arch(hidden, activation, angle_dims, state_dim, position_dims)
         if isinstance(num_members, bool) or not isinstance(num_members, int) or num_members < 1:
             raise ValueError(f"num_members: expected a positive int, got {num_members!r}")
         num_elites = num_members if num_elites is None else num_elites
@@ -111,8 +113,9 @@ class EnsembleDynamics(DynamicsModel):
         self.hidden = hidden
         self.activation = activation
         self.angle_dims = angle_dims
+        self.position_dims = position_dims
         self.logvar_bound_weight = float(logvar_bound_weight)
-        in_dim = state_dim + len(angle_dims) + act_dim
+        in_dim = state_dim + len(angle_dims) - len(position_dims) + act_dim
         self.in_norm = Standardizer(in_dim)
         self.out_norm = Standardizer(state_dim)
         layers: list[nn.Module] = []
@@ -128,8 +131,11 @@ class EnsembleDynamics(DynamicsModel):
         self.register_load_state_dict_pre_hook(_default_elites)
 
     # ------------------------------------------------------------------ core
+    def _inputs(self, x: Tensor, u: Tensor) -> Tensor:
+        return torch.cat([angle_features(x, self.angle_dims, self.position_dims), u], dim=-1)
+
     def _features(self, x: Tensor, u: Tensor) -> Tensor:
-        return self.in_norm.normalize(torch.cat([angle_features(x, self.angle_dims), u], dim=-1))
+        return self.in_norm.normalize(self._inputs(x, u))
 
     def _net(self, feats: Tensor, members: Tensor | None = None) -> Tensor:
         """Raw outputs ``[E, N, 2 nx]`` for ``feats [E, N, F]`` (with ``members [E']``:
@@ -254,7 +260,7 @@ class EnsembleDynamics(DynamicsModel):
 
     # ------------------------------------------------------------------ training
     def prepare(self, x: Tensor, u: Tensor, x_next: Tensor) -> None:
-        self.in_norm.fit(torch.cat([angle_features(x, self.angle_dims), u], dim=-1))
+        self.in_norm.fit(self._inputs(x, u))
         self.out_norm.fit(x_next - x)
 
     def bootstrap_indices(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -306,6 +312,7 @@ class EnsembleDynamics(DynamicsModel):
             "hidden": list(self.hidden),
             "activation": self.activation,
             "angle_dims": list(self.angle_dims),
+            "position_dims": list(self.position_dims),
             "logvar_bound_weight": self.logvar_bound_weight,
         }
 
