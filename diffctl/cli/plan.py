@@ -207,9 +207,9 @@ def build_planner(
     if config.planner == "shooting":
         return Shooting(dyn, reward=rew, action_low=lo, action_high=hi, config=config.shooting)
     cfg: Any = config.cem if config.planner == "cem" else config.mppi
-    members = getattr(dynamics, "num_members", 0)
-    if members and cfg.ensemble_size == 0:  # an ensemble: trajectory sampling (PETS TS-inf)
-        cfg = dataclasses.replace(cfg, ensemble_size=members, particles=max(cfg.particles, members))
+    elites = getattr(dynamics, "num_elites", 0)
+    if elites and cfg.ensemble_size == 0:  # an ensemble: trajectory sampling over its elites
+        cfg = dataclasses.replace(cfg, ensemble_size=elites, particles=max(cfg.particles, elites))
     cfg = dataclasses.replace(cfg, seed=config.seed)
     cls = CEM if config.planner == "cem" else MPPI
     return cls(dyn, reward=rew, action_low=lo, action_high=hi, config=cfg)

@@ -129,3 +129,15 @@ def test_errors_name_the_flag(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "diffctl.models", None)  # learned models unavailable
     assert main(["plan", "--model", str(dyn)]) == 1
     assert "--model: learned models need diffctl.models.load_model" in capsys.readouterr().err
+
+
+def test_ensemble_plans_over_its_elites():
+    from diffctl.envs import make
+
+    from diffctl.cli.plan import PlanCommandConfig, build_planner
+    from diffctl.models import EnsembleDynamics
+
+    model = EnsembleDynamics(2, 1, num_members=7, num_elites=5, hidden=(8,))
+    planner = build_planner(PlanCommandConfig(planner="cem"), make("pendulum"), dynamics=model)
+    # the fast path (one member per block of particles) needs ensemble_size == num_elites
+    assert planner.config.ensemble_size == 5 and planner._members_step() is not None
