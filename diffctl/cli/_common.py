@@ -199,7 +199,7 @@ def blame(flag: str, usage: bool = False) -> Iterator[None]:
     except Exception as e:  # noqa: BLE001 - reworded, never swallowed
         msg = _message(e) if not isinstance(e, KeyError) else f"missing entry {e}"
         msg = msg.replace(" (run with --debug for a traceback)", "")
-        msg = re.sub(r"^(path|name|model|agent|env): ", "", msg)
+        msg = re.sub(r"^(path|name|model|agent|env|resume): ", "", msg)
         if not msg.startswith(flag):
             msg = f"{flag}: {msg}"
         raise (UsageError if usage else CommandError)(msg) from e

@@ -6,9 +6,17 @@ Example::
     diffctl mbrl --env cartpole-continuous --env-options swing_up=true --model ensemble \\
         --particles 20 --iterations 29
 
-Flags are the fields of ``diffctl.models.mbrl.MBRLConfig`` (training flags: its ``fit`` field,
-a ``FitConfig``, as ``--fit.epochs`` ...) plus ``--out``: when given, the final model is saved
-there, with the per-episode history as ``<out>.json``. Prints the return of every episode.
+    diffctl mbrl --env mujoco:HalfCheetah-v5 --model ensemble --hidden 200 200 200 200 \\
+        --planner icem --horizon 30 --num-samples 400 --num-elites 40 --plan-iterations 5 \\
+        --compile --refit continue --checkpoint hc.ckpt        # interrupt, then:
+    diffctl mbrl ... the same flags ... --resume hc.ckpt --checkpoint hc2.ckpt
+
+Flags are the fields of ``diffctl.configs.models.MBRLConfig`` (training flags: its ``fit``
+field, a ``FitConfig``, as ``--fit.epochs`` ...) plus ``--out``: when given, the final model is
+saved there, with the per-episode history as ``<out>.json``; ``--checkpoint``: the loop's state
+after every episode, which ``--resume`` continues (with the same settings; only
+``--iterations``, ``--target-return`` and ``--progress`` may change). Prints the return of every
+episode.
 """
 
 from __future__ import annotations
@@ -21,10 +29,16 @@ from typing import Annotated
 import tyro
 
 from diffctl.bench.common import format_table
-from diffctl.cli._common import Outputs, blame, parse, raw_value, refuse_unused, run_command
-from diffctl.data import atomic_write
-from diffctl.models import save_model
-from diffctl.models.mbrl import MBRLConfig, mbrl
+from diffctl.cli._common import (
+    Outputs,
+    blame,
+    check_input,
+    parse,
+    raw_value,
+    refuse_unused,
+    run_command,
+)
+from diffctl.configs.models import MBRLConfig
 
 __all__ = ["MBRLCommandConfig", "main", "HELP"]
 
@@ -38,6 +52,10 @@ class MBRLCommandConfig:
     config: Annotated[MBRLConfig, tyro.conf.arg(name="")] = MBRLConfig()
     out: Path | None = None
     """save the final model here (and the history as <out>.json)."""
+    checkpoint: Path | None = None
+    """write the loop's state here after every episode (for --resume)."""
+    resume: Path | None = None
+    """continue the run checkpointed in this file (same settings)."""
     overwrite: bool = False
     """replace the outputs if they exist (otherwise an existing file is refused)."""
     debug: bool = False
@@ -58,6 +76,9 @@ def _main(argv: list[str]) -> int:
         "angle_dims": ("--model", ("mlp", "ensemble")),
         "num_samples": ("--planner", ("cem", "icem", "mppi")),
         "num_elites": ("--planner", ("cem", "icem")),
+        "ensemble_elites": ("--model", ("ensemble",)),
+        "position_dims": ("--model", ("mlp", "ensemble")),
+        "compile": ("--planner", ("cem", "icem", "mppi")),
         "particles": ("--planner", ("cem", "icem", "mppi")),
     }
     refuse_unused(
@@ -72,12 +93,22 @@ def _main(argv: list[str]) -> int:
     if cmd.out is not None:
         outs.add("--out", cmd.out, raw_value(argv, "--out"))
         outs.add("--out (its .json)", cmd.out.with_suffix(".json"))
-    outs.check()
+    if cmd.checkpoint is not None:
+        outs.add("--checkpoint", cmd.checkpoint, raw_value(argv, "--checkpoint"))
+    resume = check_input("--resume", cmd.resume)
+    outs.check({"--resume": resume})
+    from diffctl.data import atomic_write
     from diffctl.envs import make
+    from diffctl.models import save_model
+    from diffctl.models.mbrl import load_resume, mbrl
 
     with blame("--env", usage=True):
-        env = make(cmd.config.env, **cmd.config.env_kwargs())
-    result = mbrl(cmd.config, env=env)
+        env = make(c.env, **c.env_kwargs())
+    state = None
+    if resume is not None:
+        with blame("--resume", usage=True):
+            state = load_resume(resume, c, env)
+    result = mbrl(c, env=env, checkpoint=cmd.checkpoint, resume=state)
     rows = [
         {
             "iteration": h["iteration"],
@@ -85,6 +116,7 @@ def _main(argv: list[str]) -> int:
             "return": f"{h['return']:.1f}",
             "eval_return": "-" if h["eval_return"] is None else f"{h['eval_return']:.1f}",
             "model_k_step_nrmse": f"{h.get('model_k_step_nrmse', float('nan')):.3g}",
+            "solve_ms": "-" if h["solve_time"] is None else f"{1e3 * h['solve_time']:.0f}",
             "time_s": f"{h['fit_time'] + h['episode_time']:.1f}",
         }
         for h in result.history

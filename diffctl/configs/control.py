@@ -16,6 +16,7 @@ __all__ = [
     "MPCConfig",
     "CEMConfig",
     "MPPIConfig",
+    "ICEMConfig",
     "ShootingConfig",
     "Bound",
     "SOLVERS",
@@ -30,6 +31,7 @@ HESSIAN_MODES = ("exact", "gauss-newton")
 #: trajectory-sampling modes of ensembles (PETS Sec. 4.2)
 TS_MODES = ("tsinf", "ts1")
 _OPTIMIZERS = ("adam", "gd", "lbfgs")
+_EXECUTE = ("best", "mean")
 _BOUNDS = ("clamp", "tanh")
 
 
@@ -253,6 +255,85 @@ class MPPIConfig:
             raise ValueError(f"temperature: expected a positive float, got {self.temperature!r}")
         if not self.noise_std > 0:
             raise ValueError(f"noise_std: expected a positive float, got {self.noise_std!r}")
+
+
+@dataclass(frozen=True)
+class ICEMConfig:
+    """Settings of ``ICEM`` (defaults: Pinneri et al. 2020's iCEM, as we read the paper).
+
+    Attributes:
+        horizon: planning horizon ``T``.
+        num_samples: population ``N`` of the first iteration (paper: 300).
+        num_elites: elites ``K`` refitting the distribution (paper: 10).
+        iterations: iterations per plan (paper: 3; 5 in PETS-sized comparisons).
+        population_decay: ``gamma``: iteration ``i`` samples ``max(N * gamma^-i, 2 K)``
+            sequences (paper: 1.25; 1 keeps the population).
+        noise_beta: colored-noise exponent ``beta`` (0: white noise; the paper tunes it per
+            task between about 0.25 and 4; 2 is a common choice for locomotion-like control).
+        keep_elites: fraction ``xi`` of the elites carried into the next iteration and, shifted,
+            into the next control step (paper: 0.3; 0 turns the memory off).
+        shift_elites: reuse the shifted kept elites of the previous solve (only when ``plan``
+            gets a warm start, as in receding horizon).
+        add_mean: evaluate the distribution's mean in the last iteration (paper: yes).
+        execute: ``"best"`` (the best sequence evaluated, the paper's choice) or ``"mean"``.
+        alpha: momentum of mean and variance, ``new = alpha * old + (1 - alpha) * elite``
+            (paper: 0.1).
+        init_std: initial standard deviation as a fraction of ``high - low`` (paper: 0.5 on
+            ``[-1, 1]``, i.e. 0.25); absolute when there are no bounds.
+        particles, ensemble_size, ts_mode, compile, seed: as in ``CEMConfig``.
+    """
+
+    horizon: int = 30
+    num_samples: int = 300
+    num_elites: int = 10
+    iterations: int = 3
+    population_decay: float = 1.25
+    noise_beta: float = 2.0
+    keep_elites: float = 0.3
+    shift_elites: bool = True
+    add_mean: bool = True
+    execute: str = "best"
+    alpha: float = 0.1
+    init_std: float = 0.25
+    particles: int = 1
+    ensemble_size: int = 0
+    ts_mode: str = "tsinf"
+    compile: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_common(self)
+        _check_int(self, "num_elites")
+        if self.num_elites > self.num_samples:
+            raise ValueError(
+                f"num_elites: must be <= num_samples ({self.num_samples}), got {self.num_elites}"
+            )
+        if not self.population_decay >= 1:
+            raise ValueError(
+                f"population_decay: expected a float >= 1, got {self.population_decay!r}"
+            )
+        if not self.noise_beta >= 0:
+            raise ValueError(f"noise_beta: expected a float >= 0, got {self.noise_beta!r}")
+        if not 0 <= self.keep_elites <= 1:
+            raise ValueError(f"keep_elites: expected a float in [0, 1], got {self.keep_elites!r}")
+        if self.execute not in _EXECUTE:
+            raise ValueError(f"execute: expected one of {_EXECUTE}, got {self.execute!r}")
+        for name in ("shift_elites", "add_mean"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected a bool, got {getattr(self, name)!r}")
+        if not 0 <= self.alpha < 1:
+            raise ValueError(f"alpha: expected a float in [0, 1), got {self.alpha!r}")
+        if not self.init_std > 0:
+            raise ValueError(f"init_std: expected a positive float, got {self.init_std!r}")
+
+    def population(self, i: int) -> int:
+        """Freshly sampled sequences of iteration ``i`` (0-based): ``max(N gamma^-i, 2 K)``."""
+        return max(math.ceil(self.num_samples * self.population_decay**-i), 2 * self.num_elites)
+
+    @property
+    def num_kept(self) -> int:
+        """Elites carried over: ``ceil(xi * K)``."""
+        return math.ceil(self.keep_elites * self.num_elites)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
-"""The learned-dynamics settings, ``FitConfig``, without torch.
+"""The learned-dynamics settings, ``FitConfig`` and ``MBRLConfig``, without torch.
 
 Defined here, apart from ``fit`` (``diffctl.models.training``, which re-exports it, as does
-``diffctl.models``), so that ``diffctl fit --help`` builds its flags without loading torch.
+``diffctl.models``) and ``mbrl`` (``diffctl.models.mbrl``, which re-exports ``MBRLConfig``), so
+that ``diffctl fit --help`` and ``diffctl mbrl --help`` build their flags without loading torch.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["FitConfig", "SOURCES"]
+from .control import TS_MODES
+
+__all__ = ["FitConfig", "MBRLConfig", "SOURCES"]
 
 #: which logged signal is the state: ``auto`` takes ``states`` when the dataset has them
 SOURCES = ("auto", "states", "obs")
@@ -78,3 +82,183 @@ class FitConfig:
             raise ValueError(f"max_grad_norm: expected > 0 or None, got {self.max_grad_norm}")
         if self.source not in SOURCES:
             raise ValueError(f"source: expected one of {SOURCES}, got {self.source!r}")
+
+
+@dataclass(frozen=True)
+class MBRLConfig:
+    """Settings of ``mbrl`` (defaults: a small PETS-like setup that runs on a CPU).
+
+    Attributes:
+        env: registered env name (continuous actions).
+        env_options: ``KEY=VALUE`` constructor options of the env (``("swing_up=true",)``;
+            values parsed as JSON where possible, else kept as strings).
+        model: ``mlp``, ``ensemble`` or ``linear``.
+        hidden, num_members: network widths; ensemble size.
+        ensemble_elites: members kept for prediction and planning, chosen on held-out episodes
+            (None: all; MBPO keeps 5 of 7).
+        angle_dims: angle components of the state (None: ``DEFAULT_ANGLE_DIMS`` of the env).
+        position_dims: state components the dynamics do not depend on, left out of the
+            networks' input (None: the env's ``position_dims``, e.g. half-cheetah's ``x``).
+        planner: ``cem``, ``icem`` (Pinneri et al. 2020, with its default colored noise,
+            population decay and elite memory), ``mppi`` or ``mpc`` (iLQR on the model's mean
+            prediction).
+        horizon: planning horizon.
+        num_samples, num_elites, plan_iterations: sampling-planner population, CEM elites,
+            planner iterations per control step.
+        particles: rollouts per sampled sequence, scored by their mean return (with an ensemble
+            each through one elite, assigned in balanced blocks; PETS: 20 for 5 members).
+        ts_mode: trajectory sampling of ensembles, ``tsinf`` or ``ts1`` (PETS Sec. 4.2).
+        compile: compile the sampling planner's rollout with ``torch.compile``.
+        planner_options: ``KEY=VALUE`` settings of the planner's own config beyond the ones
+            above (``("bound_mode=clip",)`` for CEM, ``("noise_beta=3",)`` for iCEM,
+            ``("temperature=0.5",)`` for MPPI; values parsed as JSON where possible).
+        iterations: planning episodes (fit + collect rounds).
+        initial_episodes: random-action episodes before the first fit.
+        episode_steps: steps per episode (None: the env's ``max_steps``).
+        eval_episodes: planner evaluation episodes after each iteration (0: none).
+        target_return: stop once an iteration's return (the evaluation mean when evaluating)
+            reaches it (None: run all iterations).
+        refit: ``fresh`` (a new model every iteration) or ``continue`` (train the previous
+            model further on all the data: cheaper when the data grow large).
+        fit: training settings of each refit.
+        seed: seeds the start states, the random actions, the model and the planner.
+        progress: show a progress bar over iterations.
+    """
+
+    env: str = "pendulum"
+    env_options: tuple[str, ...] = ()
+    model: Literal["mlp", "ensemble", "linear"] = "mlp"
+    hidden: tuple[int, ...] = (64, 64)
+    num_members: int = 5
+    ensemble_elites: int | None = None
+    angle_dims: tuple[int, ...] | None = None
+    position_dims: tuple[int, ...] | None = None
+    planner: Literal["cem", "icem", "mppi", "mpc"] = "cem"
+    horizon: int = 25
+    num_samples: int = 300
+    num_elites: int = 30
+    plan_iterations: int = 4
+    particles: int = 1
+    ts_mode: Literal["tsinf", "ts1"] = "tsinf"
+    compile: bool = False
+    planner_options: tuple[str, ...] = ()
+    iterations: int = 9
+    initial_episodes: int = 1
+    episode_steps: int | None = None
+    eval_episodes: int = 0
+    target_return: float | None = None
+    refit: Literal["fresh", "continue"] = "fresh"
+    fit: FitConfig = FitConfig(
+        epochs=50,
+        batch_size=128,
+        lr=3e-3,
+        val_fraction=0.0,
+        patience=5,
+        eval_horizon=25,
+        progress=False,
+    )
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "num_members",
+            "horizon",
+            "num_samples",
+            "num_elites",
+            "plan_iterations",
+            "particles",
+            "iterations",
+            "initial_episodes",
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("episode_steps",):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{name}: expected a positive int or None, got {v!r}")
+        if (
+            isinstance(self.eval_episodes, bool)
+            or not isinstance(self.eval_episodes, int)
+            or (self.eval_episodes < 0)
+        ):
+            raise ValueError(f"eval_episodes: expected an int >= 0, got {self.eval_episodes!r}")
+        if self.num_elites > self.num_samples:
+            raise ValueError(f"num_elites: must be <= num_samples ({self.num_samples})")
+        if self.model not in ("mlp", "ensemble", "linear"):
+            raise ValueError(f"model: expected mlp, ensemble or linear, got {self.model!r}")
+        if self.planner not in ("cem", "icem", "mppi", "mpc"):
+            raise ValueError(f"planner: expected cem, icem, mppi or mpc, got {self.planner!r}")
+        if self.ensemble_elites is not None and (
+            isinstance(self.ensemble_elites, bool)
+            or not isinstance(self.ensemble_elites, int)
+            or not 1 <= self.ensemble_elites <= self.num_members
+        ):
+            raise ValueError(
+                f"ensemble_elites: expected an int in [1, num_members={self.num_members}] or "
+                f"None, got {self.ensemble_elites!r}"
+            )
+        if self.refit not in ("fresh", "continue"):
+            raise ValueError(f"refit: expected fresh or continue, got {self.refit!r}")
+        if self.ts_mode not in TS_MODES:
+            raise ValueError(f"ts_mode: expected one of {TS_MODES}, got {self.ts_mode!r}")
+        if not isinstance(self.fit, FitConfig):
+            raise TypeError(f"fit: expected a FitConfig, got {type(self.fit).__name__}")
+        self.env_kwargs()  # validates the KEY=VALUE pairs
+        self.planner_config()  # validates the planner's options
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """``env_options`` as constructor keyword arguments."""
+        return _key_values(self.env_options, "env_options")
+
+    def planner_config(self, **settings: Any) -> Any:
+        """The config of ``planner`` (``CEMConfig``, ``ICEMConfig``, ``MPPIConfig`` or
+        ``MPCConfig``) from these settings, ``settings`` (what depends on the env and the
+        model: bounds, ensemble size) and ``planner_options`` on top. An option the planner's
+        config does not have is an error naming the ones it has."""
+        from dataclasses import fields
+
+        from .control import CEMConfig, ICEMConfig, MPCConfig, MPPIConfig
+
+        if self.planner == "mpc":
+            cls: type = MPCConfig
+            own = dict(horizon=self.horizon, max_iter=self.plan_iterations * 5)
+        else:
+            cls = {"cem": CEMConfig, "icem": ICEMConfig, "mppi": MPPIConfig}[self.planner]
+            own = dict(
+                horizon=self.horizon,
+                num_samples=self.num_samples,
+                iterations=self.plan_iterations,
+                particles=self.particles,
+                ts_mode=self.ts_mode,
+                compile=self.compile,
+                seed=self.seed,
+            )
+            if self.planner != "mppi":
+                own["num_elites"] = self.num_elites
+        options = _key_values(self.planner_options, "planner_options")
+        known = {f.name for f in fields(cls)}
+        for key in options:
+            if key in own or key not in known:
+                why = f"use {key} instead" if key in own else f"{cls.__name__} has no such field"
+                free = ", ".join(sorted(known - set(own) - set(settings)))
+                raise ValueError(f"planner_options: {key!r}: {why} (options: {free})")
+        try:
+            return cls(**{**own, **settings, **options})
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"planner_options: {e}") from e
+
+
+def _key_values(items: tuple[str, ...], name: str) -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict, values parsed as JSON where possible (else strings)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{name}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

@@ -28,7 +28,14 @@ from .greybox import GreyBoxModel
 from .linear import LinearModel
 from .mlp import MLPDynamics
 
-__all__ = ["save_model", "load_model", "build_model", "MODEL_KINDS"]
+__all__ = [
+    "save_model",
+    "load_model",
+    "build_model",
+    "model_payload",
+    "model_from_payload",
+    "MODEL_KINDS",
+]
 
 FORMAT = "diffctl-model"
 FORMAT_VERSION = 2
@@ -57,10 +64,9 @@ def _normalizer_stats(model: DynamicsModel) -> dict[str, dict[str, list[float]]]
     }
 
 
-def save_model(
-    path: str | os.PathLike, model: DynamicsModel, meta: Mapping[str, Any] | None = None
-) -> None:
-    """Write ``model`` and ``meta`` to ``path`` atomically (temporary file, then rename)."""
+def model_payload(model: DynamicsModel, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The checkpoint dict of ``model`` and ``meta`` (module docstring), checksum included:
+    what ``save_model`` writes, and what larger checkpoints (the ``mbrl`` loop's) embed."""
     if not isinstance(model, DynamicsModel):
         raise TypeError(f"model: expected a DynamicsModel, got {type(model).__name__}")
     if model.kind not in MODEL_KINDS:
@@ -82,6 +88,14 @@ def save_model(
         "meta": dict(meta or {}),
     }
     payload["checksum"] = content_digest(payload)
+    return payload
+
+
+def save_model(
+    path: str | os.PathLike, model: DynamicsModel, meta: Mapping[str, Any] | None = None
+) -> None:
+    """Write ``model`` and ``meta`` to ``path`` atomically (temporary file, then rename)."""
+    payload = model_payload(model, meta)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -115,6 +129,14 @@ def load_model(
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
         raise ValueError(f"{path}: not a readable diffctl model checkpoint ({e})") from e
+    return model_from_payload(ckpt, path, map_location)
+
+
+def model_from_payload(
+    ckpt: Any, path: str, map_location: str | torch.device | None = "cpu"
+) -> DynamicsModel:
+    """The model of a checkpoint dict (``model_payload``), validated field by field; errors
+    name ``path`` (the file it came from) and the field."""
     if not isinstance(ckpt, Mapping):
         raise ValueError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
     if ckpt.get("format") != FORMAT:

@@ -5,50 +5,69 @@ The lecture notes' "planning actions" loop (collect trajectories, estimate the m
 ``x_{k+1} = p_theta(x_k, u_k)``) and PETS (Chua et al. 2018, Alg. 1):
 
 1. run ``initial_episodes`` episodes with uniformly random actions;
-2. for each iteration: fit a fresh model to all data so far, then run one episode with an
-   ``MPCPolicy`` whose planner (CEM, iCEM, MPPI or iLQR ``MPC``) plans on the model, and add
-   it to the data. Ensembles plan with trajectory sampling (``ts_mode``, ``particles`` per
-   sequence).
+2. for each iteration: fit the model to all data so far (a fresh one, or with
+   ``refit="continue"`` the previous one trained further, as mbrl-lib's PETS does), then run one
+   episode with an ``MPCPolicy`` whose planner (CEM, iCEM, MPPI or iLQR ``MPC``) plans on the
+   model, and add it to the data. Ensembles plan with trajectory sampling over their elites
+   (``ts_mode``; ``particles`` rollouts per sampled sequence, each through one member's mean
+   prediction).
 
-The reward is the env's own ``reward`` unless a learned ``reward_fn(x, u, x_next) -> [N]`` is
-given. Optionally the planner is evaluated on ``eval_episodes`` fixed start states after each
-iteration (these evaluation episodes are not added to the data nor counted as env steps).
+The planner maximises the env's own ``reward`` (unless a learned ``reward_fn(x, u, x_next) ->
+[N]`` is given) on predicted states, and rewards stop after a predicted state the env's
+``terminated`` ends. Episodes end at ``episode_steps`` or when the real env terminates (Hopper,
+InvertedDoublePendulum); only the steps taken are data and env steps. Optionally the planner is
+evaluated on ``eval_episodes`` fixed start states after each iteration (these evaluation episodes
+are not added to the data nor counted as env steps).
+
+With a ``checkpoint`` path the loop's whole state is written there after every episode
+(``diffctl.models.mbrl_checkpoint``); ``resume`` continues such a run, bit for bit as if it had
+never stopped. Stepping checks for termination once per control step (one host
+synchronisation per step of a single real env, next to a whole planner solve).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from diffctl.configs.models import MBRLConfig
 from diffctl.control import (
     CEM,
     ICEM,
     MPC,
     MPPI,
-    CEMConfig,
     FunctionCost,
-    ICEMConfig,
-    MPCConfig,
     MPCPolicy,
-    MPPIConfig,
 )
-from diffctl.data import Trajectory, rollout
+from diffctl.data import Trajectory
 from diffctl.envs import Env, make
 
 from .base import DynamicsModel
-from .ensemble import TS_MODES, EnsembleDynamics
+from .ensemble import EnsembleDynamics
 from .linear import LinearModel
+from .mbrl_checkpoint import LoopState, load_loop_state, save_loop_state
 from .mlp import MLPDynamics
-from .training import FitConfig, fit
+from .training import fit
 
-__all__ = ["MBRLConfig", "MBRLResult", "mbrl", "DEFAULT_ANGLE_DIMS", "make_planner"]
+__all__ = [
+    "MBRLConfig",
+    "MBRLResult",
+    "mbrl",
+    "DEFAULT_ANGLE_DIMS",
+    "RESUMABLE",
+    "load_resume",
+    "make_planner",
+    "run_episodes",
+    "episode_returns",
+]
 
 #: state components that are angles, per env (fed to the networks as sin/cos)
 DEFAULT_ANGLE_DIMS: dict[str, tuple[int, ...]] = {
@@ -61,122 +80,14 @@ DEFAULT_ANGLE_DIMS: dict[str, tuple[int, ...]] = {
 Reward = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
-@dataclass(frozen=True)
-class MBRLConfig:
-    """Settings of ``mbrl`` (defaults: a small PETS-like setup that runs on a CPU).
-
-    Attributes:
-        env: registered env name (continuous actions).
-        env_options: ``KEY=VALUE`` constructor options of the env (``("swing_up=true",)``;
-            values parsed as JSON where possible, else kept as strings).
-        model: ``mlp``, ``ensemble`` or ``linear``.
-        hidden, num_members: network widths; ensemble size.
-        angle_dims: angle components of the state (None: ``DEFAULT_ANGLE_DIMS`` of the env).
-        planner: ``cem``, ``icem`` (Pinneri et al. 2020, with its default colored noise,
-            population decay and elite memory), ``mppi`` or ``mpc`` (iLQR on the model's mean
-            prediction).
-        horizon: planning horizon.
-        num_samples, num_elites, plan_iterations: sampling-planner population, CEM elites,
-            planner iterations per control step.
-        particles: rollouts per sampled sequence (ensembles: a multiple of ``num_members``).
-        ts_mode: trajectory sampling of ensembles, ``tsinf`` or ``ts1`` (PETS Sec. 4.2).
-        iterations: planning episodes (fit + collect rounds).
-        initial_episodes: random-action episodes before the first fit.
-        episode_steps: steps per episode (None: the env's ``max_steps``).
-        eval_episodes: planner evaluation episodes after each iteration (0: none).
-        target_return: stop once an iteration's return (the evaluation mean when evaluating)
-            reaches it (None: run all iterations).
-        fit: training settings of each refit (a fresh model every iteration).
-        seed: seeds the start states, the random actions, the model and the planner.
-        progress: show a progress bar over iterations.
-    """
-
-    env: str = "pendulum"
-    env_options: tuple[str, ...] = ()
-    model: Literal["mlp", "ensemble", "linear"] = "mlp"
-    hidden: tuple[int, ...] = (64, 64)
-    num_members: int = 5
-    angle_dims: tuple[int, ...] | None = None
-    planner: Literal["cem", "icem", "mppi", "mpc"] = "cem"
-    horizon: int = 25
-    num_samples: int = 300
-    num_elites: int = 30
-    plan_iterations: int = 4
-    particles: int = 1
-    ts_mode: Literal["tsinf", "ts1"] = "tsinf"
-    iterations: int = 9
-    initial_episodes: int = 1
-    episode_steps: int | None = None
-    eval_episodes: int = 0
-    target_return: float | None = None
-    fit: FitConfig = FitConfig(
-        epochs=50,
-        batch_size=128,
-        lr=3e-3,
-        val_fraction=0.0,
-        patience=5,
-        eval_horizon=25,
-        progress=False,
-    )
-    seed: int = 0
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in (
-            "num_members",
-            "horizon",
-            "num_samples",
-            "num_elites",
-            "plan_iterations",
-            "particles",
-            "iterations",
-            "initial_episodes",
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name}: expected a positive int, got {v!r}")
-        for name in ("episode_steps",):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise ValueError(f"{name}: expected a positive int or None, got {v!r}")
-        if (
-            isinstance(self.eval_episodes, bool)
-            or not isinstance(self.eval_episodes, int)
-            or (self.eval_episodes < 0)
-        ):
-            raise ValueError(f"eval_episodes: expected an int >= 0, got {self.eval_episodes!r}")
-        if self.num_elites > self.num_samples:
-            raise ValueError(f"num_elites: must be <= num_samples ({self.num_samples})")
-        if self.model not in ("mlp", "ensemble", "linear"):
-            raise ValueError(f"model: expected mlp, ensemble or linear, got {self.model!r}")
-        if self.planner not in ("cem", "icem", "mppi", "mpc"):
-            raise ValueError(f"planner: expected cem, icem, mppi or mpc, got {self.planner!r}")
-        if self.ts_mode not in TS_MODES:
-            raise ValueError(f"ts_mode: expected one of {TS_MODES}, got {self.ts_mode!r}")
-        if not isinstance(self.fit, FitConfig):
-            raise TypeError(f"fit: expected a FitConfig, got {type(self.fit).__name__}")
-        self.env_kwargs()  # validates the KEY=VALUE pairs
-
-    def env_kwargs(self) -> dict[str, Any]:
-        """``env_options`` as constructor keyword arguments."""
-        out: dict[str, Any] = {}
-        for item in self.env_options:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ValueError(f"env_options: expected KEY=VALUE, got {item!r}")
-            try:
-                out[key] = json.loads(value)
-            except json.JSONDecodeError:
-                out[key] = value
-        return out
-
-
 @dataclass
 class MBRLResult:
     """Outcome of ``mbrl``: the last fitted ``model``, the ``policy`` that planned on it, all
-    real ``data`` collected (one column per episode) and ``history`` (one dict per episode:
-    iteration (0 for random episodes), env_steps so far, return, eval_return, model metrics,
-    fit_time, episode_time, x0 (the episode's start state))."""
+    real ``data`` collected (episodes one after another along time, each ending in a
+    ``terminated`` or ``truncated`` step) and ``history`` (one dict per episode: iteration (0
+    for random episodes), episode_steps, env_steps so far, return, eval_return, model metrics,
+    fit_time, episode_time, solve_time (mean planner seconds per control step), x0 (the
+    episode's start state))."""
 
     model: DynamicsModel
     policy: MPCPolicy | None
@@ -189,12 +100,16 @@ def _build_model(config: MBRLConfig, env: Env) -> DynamicsModel:
     angles = config.angle_dims
     if angles is None:
         angles = DEFAULT_ANGLE_DIMS.get(env.spec.name, ())
+    positions = config.position_dims
+    if positions is None:
+        positions = tuple(getattr(env, "position_dims", ()))
     if config.model == "linear":
         return LinearModel(nx, nu)
+    arch = dict(hidden=config.hidden, angle_dims=angles, position_dims=positions)
     if config.model == "mlp":
-        return MLPDynamics(nx, nu, hidden=config.hidden, angle_dims=angles)
+        return MLPDynamics(nx, nu, **arch)
     return EnsembleDynamics(
-        nx, nu, num_members=config.num_members, hidden=config.hidden, angle_dims=angles
+        nx, nu, num_members=config.num_members, num_elites=config.ensemble_elites, **arch
     )
 
 
@@ -205,48 +120,34 @@ def make_planner(
     config: MBRLConfig,
     generator: torch.Generator | None = None,
 ) -> Any:
-    """The planner of ``config`` on ``model`` maximising ``reward`` within ``env``'s bounds.
+    """The planner of ``config`` on ``model`` maximising ``reward`` within ``env``'s bounds,
+    with rewards stopping after a predicted state that ``env.terminated`` ends.
 
-    Sampling planners on an ``EnsembleDynamics`` use trajectory sampling: every sampled action
-    sequence is rolled out by ``particles`` particles, row ``i`` by member ``i % E`` (``tsinf``)
-    or re-drawn members (``ts1``), with the members' Gaussian noise.
+    Sampling planners on an ``EnsembleDynamics`` use trajectory sampling over its elites
+    (``ensemble_size = num_elites``): every sampled action sequence is rolled out by
+    ``particles`` particles, each through one elite's mean prediction, kept for the whole
+    horizon (``tsinf``) or re-drawn every step (``ts1``).
     """
-    lo, hi = env.spec.action_bounds(env.device, env.dtype)
     if config.planner == "mpc":
 
         def stage_cost(x: Tensor, u: Tensor) -> Tensor:
             return -reward(x, u, model(x, u))
 
-        cfg = MPCConfig(
-            horizon=config.horizon,
-            u_lower=env.spec.action_low,
-            u_upper=env.spec.action_high,
-            max_iter=config.plan_iterations * 5,
-        )
+        bounds = dict(u_lower=env.spec.action_low, u_upper=env.spec.action_high)
+        cfg = config.planner_config(**bounds)
         return MPC(model, FunctionCost(stage_cost), cfg, nu=env.spec.act_dim)
-    dynamics: Callable[..., Tensor] = model
-    if isinstance(model, EnsembleDynamics):
-        dynamics = model.sampler(config.ts_mode, noise=True, generator=generator)
-    common = dict(reward=reward, action_low=lo, action_high=hi, generator=generator)
-    if config.planner in ("cem", "icem"):  # the same settings; iCEM adds its own defaults
-        planner, config_cls = (CEM, CEMConfig) if config.planner == "cem" else (ICEM, ICEMConfig)
-        elite_cfg = config_cls(
-            horizon=config.horizon,
-            num_samples=config.num_samples,
-            num_elites=config.num_elites,
-            iterations=config.plan_iterations,
-            particles=config.particles,
-            seed=config.seed,
-        )
-        return planner(dynamics, config=elite_cfg, **common)
-    cfg = MPPIConfig(
-        horizon=config.horizon,
-        num_samples=config.num_samples,
-        iterations=config.plan_iterations,
-        particles=config.particles,
-        seed=config.seed,
+    ts = {"ensemble_size": model.num_elites} if isinstance(model, EnsembleDynamics) else {}
+    lo, hi = env.spec.action_bounds(env.device, env.dtype)
+    planner = {"cem": CEM, "icem": ICEM, "mppi": MPPI}[config.planner]
+    return planner(
+        model,
+        config=config.planner_config(**ts),
+        reward=reward,
+        action_low=lo,
+        action_high=hi,
+        generator=generator,
+        terminated=env.terminated,
     )
-    return MPPI(dynamics, config=cfg, **common)
 
 
 def _random_policy(env: Env, generator: torch.Generator) -> Callable[[Tensor], Tensor]:
@@ -260,11 +161,86 @@ def _random_policy(env: Env, generator: torch.Generator) -> Callable[[Tensor], T
     return policy
 
 
+@torch.no_grad()
+def run_episodes(
+    env: Env, policy: Callable[[Tensor], Tensor], steps: int, x0: Tensor
+) -> tuple[Trajectory, float]:
+    """Run ``policy`` from ``x0 [B, nx]`` for ``steps`` steps or until every row has terminated.
+
+    A policy with ``needs_state`` gets the state, others the observation. Rows that terminated
+    earlier keep stepping from their terminal state (as in ``diffctl.data.rollout``); the last
+    step of a row that never terminated is marked ``truncated``. Returns the trajectory ``[T,
+    B]`` (``T <= steps``) and the policy's mean planner solve time per step (``last_plan``'s
+    ``solve_time``; 0 for a policy that does not plan).
+    """
+    needs_state = bool(getattr(policy, "needs_state", False))
+    x, done = x0, torch.zeros(x0.shape[0], dtype=torch.bool, device=x0.device)
+    cols: dict[str, list[Tensor]] = {k: [] for k in ("states", "actions", "rewards", "term")}
+    solve = 0.0
+    for _ in range(steps):
+        u = policy(x if needs_state else env.observe(x))
+        plan = getattr(policy, "last_plan", None)
+        solve += plan.solve_time if plan is not None else 0.0
+        x1 = env.dynamics(x, u)
+        term = env.terminated(x1)
+        for k, v in zip(cols, (x, u, env.reward(x, u, x1), term)):
+            cols[k].append(v)
+        x, done = x1, done | term
+        if bool(done.all()):
+            break
+    states = torch.stack([*cols["states"], x])
+    terminated = torch.stack(cols["term"])
+    truncated = torch.zeros_like(terminated)
+    truncated[-1] = ~terminated.any(0)
+    obs = env.observe(states)
+    tr = Trajectory(
+        obs=obs[:-1],
+        actions=torch.stack(cols["actions"]),
+        rewards=torch.stack(cols["rewards"]),
+        next_obs=obs[1:],
+        terminated=terminated,
+        truncated=truncated,
+        states=states[:-1],
+        next_states=states[1:],
+    )
+    return tr, solve / len(cols["term"])
+
+
+def episode_returns(tr: Trajectory) -> Tensor:
+    """Return ``[B]`` of each row of ``tr`` up to and including its first terminated step."""
+    ended_before = (tr.terminated.long().cumsum(0) - tr.terminated.long()) > 0
+    return tr.rewards.masked_fill(ended_before, 0).sum(0)
+
+
+#: settings a resumed run may change: they do not alter what has been computed so far
+RESUMABLE = ("iterations", "target_return", "progress")
+
+
+def load_resume(path: str | os.PathLike, config: MBRLConfig, env: Env) -> LoopState:
+    """The state of the run checkpointed at ``path``, checked to be resumable by ``config`` on
+    ``env``: the same settings up to ``RESUMABLE``, the same env."""
+    state = load_loop_state(path, env.device, env.dtype)
+    now = json.loads(json.dumps(asdict(config)))
+    for key in sorted(set(now) | set(state.config)):
+        if key not in RESUMABLE and now.get(key) != state.config.get(key):
+            raise ValueError(
+                f"resume: {os.fspath(path)} was run with {key}={state.config.get(key)!r}, this "
+                f"run has {now.get(key)!r} (only {', '.join(RESUMABLE)} may change)"
+            )
+    if state.env != env.spec.name:
+        raise ValueError(
+            f"resume: {os.fspath(path)} ran on env {state.env!r}, not {env.spec.name!r}"
+        )
+    return state
+
+
 def mbrl(
     config: MBRLConfig | None = None,
     *,
     env: Env | None = None,
     reward_fn: Reward | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: str | os.PathLike | LoopState | None = None,
 ) -> MBRLResult:
     """Run the model-based loop (see module docstring).
 
@@ -273,6 +249,9 @@ def mbrl(
         env: the real system (default: ``make(config.env, **config.env_options)``).
         reward_fn: learned or hand-written ``r(x, u, x_next) -> [N]`` to plan with (default:
             the env's reward). Returns are always measured with the env's reward.
+        checkpoint: write the loop's state here after every episode (atomically).
+        resume: a checkpoint of an earlier run with the same settings (up to ``RESUMABLE``),
+            or its ``load_resume``: continue after its last iteration.
     """
     config = MBRLConfig() if config is None else config
     if not isinstance(config, MBRLConfig):
@@ -294,27 +273,49 @@ def mbrl(
         )
     episodes: list[Trajectory] = []
     history: list[dict[str, Any]] = []
-    env_steps = 0
-    for _ in range(config.initial_episodes):
-        t0 = time.perf_counter()
-        tr = rollout(env, _random_policy(env, gen), steps, x0=env.initial_state(1, gen))
-        episodes.append(tr)
-        env_steps += steps
-        history.append(
-            {
-                "iteration": 0,
-                "x0": tr.states[0, 0].tolist(),
-                "env_steps": env_steps,
-                "return": tr.rewards.sum().item(),
-                "eval_return": None,
-                "fit_time": 0.0,
-                "episode_time": time.perf_counter() - t0,
-            }
-        )
     model: DynamicsModel | None = None
+    first = 1
+
+    def save(iteration: int) -> None:
+        if checkpoint is not None:
+            state = LoopState(
+                json.loads(json.dumps(asdict(config))),
+                env.spec.name,
+                iteration,
+                episodes,
+                history,
+                gen.get_state(),
+                model,
+            )
+            save_loop_state(checkpoint, state)
+
+    if resume is not None:
+        state = resume if isinstance(resume, LoopState) else load_resume(resume, config, env)
+        episodes, history, model = state.episodes, state.history, state.model
+        gen.set_state(state.generator)
+        first = state.iteration + 1
+    else:
+        for _ in range(config.initial_episodes):
+            t0 = time.perf_counter()
+            tr, _ = run_episodes(env, _random_policy(env, gen), steps, env.initial_state(1, gen))
+            episodes.append(tr)
+            history.append(
+                {
+                    "iteration": 0,
+                    "x0": tr.states[0, 0].tolist(),
+                    "episode_steps": tr.num_steps,
+                    "env_steps": sum(e.num_steps for e in episodes),
+                    "return": episode_returns(tr).item(),
+                    "eval_return": None,
+                    "fit_time": 0.0,
+                    "episode_time": time.perf_counter() - t0,
+                    "solve_time": None,
+                }
+            )
+            save(0)
     policy: MPCPolicy | None = None
     bar = tqdm(
-        range(1, config.iterations + 1),
+        range(first, config.iterations + 1),
         desc=f"mbrl {env.spec.name}",
         disable=not config.progress,
         leave=False,
@@ -322,42 +323,46 @@ def mbrl(
     for it in bar:
         t0 = time.perf_counter()
         torch.manual_seed(config.seed + it)  # network initialisation
-        model = _build_model(config, env).to(device=env.device, dtype=env.dtype)
-        data = Trajectory.cat(episodes, dim=1)
-        fitted = fit(model, data, replace(config.fit, seed=config.seed + it, source="states"))
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
+        if model is None or config.refit == "fresh":
+            model = _build_model(config, env).to(device=env.device, dtype=env.dtype)
+        model.train().requires_grad_(True)
+        data = Trajectory.cat(episodes, dim=0)
+        fit_cfg = replace(config.fit, seed=config.seed + it, source="states")
+        if len(episodes) < 2:  # one episode cannot be split: the first fit has no validation
+            fit_cfg = replace(fit_cfg, val_fraction=0.0)
+        fitted = fit(model, data, fit_cfg)
+        model.eval().requires_grad_(False)
         fit_time = time.perf_counter() - t0
         t0 = time.perf_counter()
         plan_gen = torch.Generator(env.device).manual_seed(config.seed + 1000 + it)
         policy = MPCPolicy(make_planner(model, reward, env, config, plan_gen))
-        tr = rollout(env, policy, steps, x0=env.initial_state(1, gen))
+        tr, solve_time = run_episodes(env, policy, steps, env.initial_state(1, gen))
         episodes.append(tr)
-        env_steps += steps
-        ret = tr.rewards.sum().item()
         row = {
             "iteration": it,
             "x0": tr.states[0, 0].tolist(),
-            "env_steps": env_steps,
-            "return": ret,
+            "episode_steps": tr.num_steps,
+            "env_steps": sum(e.num_steps for e in episodes),
+            "return": episode_returns(tr).item(),
             "eval_return": None,
             "fit_time": fit_time,
             "episode_time": time.perf_counter() - t0,
+            "solve_time": solve_time,
             "model_k_step_nrmse": fitted.metrics["k_step_nrmse"],
             "model_one_step_nmse": fitted.metrics["one_step_nmse"],
         }
         if eval_x0 is not None:
             policy.reset()
-            ev = rollout(env, policy, steps, x0=eval_x0)
-            row["eval_return"] = ev.rewards.sum(0).mean().item()
+            ev, _ = run_episodes(env, policy, steps, eval_x0)
+            row["eval_return"] = episode_returns(ev).mean().item()
         history.append(row)
-        score = row["eval_return"] if eval_x0 is not None else ret
-        bar.set_postfix(ret=f"{score:.1f}", steps=env_steps)
+        save(it)
+        score = row["eval_return"] if eval_x0 is not None else row["return"]
+        bar.set_postfix(ret=f"{score:.1f}", steps=row["env_steps"])
         if config.target_return is not None and score >= config.target_return:
             break
     bar.close()
-    assert model is not None  # iterations >= 1
+    assert model is not None  # iterations >= 1, and a checkpoint's model is from before it
     return MBRLResult(
-        model=model, policy=policy, data=Trajectory.cat(episodes, dim=1), history=history
+        model=model, policy=policy, data=Trajectory.cat(episodes, dim=0), history=history
     )

@@ -39,7 +39,9 @@ def test_pendulum_swing_up_within_ten_episodes():
     assert best["env_steps"] <= 2000  # <= 10 episodes of real data, random one included
     # a genuine swing-up: that episode started in the lower half (|theta| > pi / 2)
     assert abs(math.remainder(best["x0"][0], 2 * math.pi)) > math.pi / 2
-    assert result.data.batch_size == len(h) and result.data.num_steps == 200
+    # episodes one after another along time, each ending in a time-limit step
+    assert result.data.batch_size == 1 and result.data.num_steps == 200 * len(h)
+    assert result.data.truncated.sum() == len(h) and not result.data.terminated.any()
     assert [r["env_steps"] for r in h] == [200 * (i + 1) for i in range(len(h))]
 
 
@@ -66,9 +68,9 @@ def test_learned_reward_callable_is_used_for_planning():
     assert calls and len(result.history) == 2
     # returns are measured with the env's true reward
     torch.testing.assert_close(
-        result.data.rewards[:, 1],
+        result.data.rewards[5:, 0],
         env.reward(
-            result.data.states[:, 1], result.data.actions[:, 1], result.data.next_states[:, 1]
+            result.data.states[5:, 0], result.data.actions[5:, 0], result.data.next_states[5:, 0]
         ),
     )
 
