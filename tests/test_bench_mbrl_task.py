@@ -1,0 +1,45 @@
+"""``diffctl bench mbrl --env mujoco:HalfCheetah-v5``: the rows and the verdict note, on a tiny
+preset (the real one takes an hour; its figures are in the README)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from diffctl.bench import mbrl_task
+
+pytestmark = pytest.mark.mujoco
+
+TINY = dict(
+    model="ensemble", hidden=(8,), num_members=2, planner="icem", horizon=3, num_samples=8,
+    num_elites=2, plan_iterations=1, particles=1, compile=False, initial_episodes=1,
+    refit="continue",
+)  # fmt: skip
+
+
+def test_rows_curve_and_verdict(monkeypatch):
+    monkeypatch.setitem(mbrl_task.PRESETS, "mujoco:HalfCheetah-v5", TINY)
+    # SAC's runners are `diffctl bench sac`'s (tested there): here a stand-in with its row
+    import diffctl.bench.sac as sac
+
+    def fake(env, cfg, seed, marks, n_eval):
+        assert marks == [2000, 3000] and cfg.total_steps == 3000
+        return {"library": "diffctl", "return_at_2000": 1.0, "return_at_3000": 1e9,
+                "train_time_s": 1.0}  # fmt: skip
+
+    monkeypatch.setattr(sac, "run_ours_at", fake)
+    args = ["--env", "mujoco:HalfCheetah-v5", "--mbrl-steps", "2000", "--sac-steps", "3000",
+            "--skip-peer", "--threads", "1"]  # fmt: skip
+    result = mbrl_task.run_task(args)
+    mb, ours = result.rows
+    assert mb["method"].startswith("mbrl") and math.isfinite(mb["return_at_2000"])
+    assert mb["solve_ms"] > 0 and ours["return_at_3000"] == 1e9
+    assert any("misses the target (1.5x fewer samples)" in n for n in result.notes)
+
+
+def test_bad_arguments_name_the_flag():
+    with pytest.raises(ValueError, match="--mbrl-steps"):
+        mbrl_task.run_task(["--env", "mujoco:HalfCheetah-v5", "--mbrl-steps", "1500"])
+    with pytest.raises(SystemExit):
+        mbrl_task.run_task(["--env", "mujoco:Hopper-v5"])  # no preset
