@@ -49,6 +49,30 @@ def test_ray_and_process_pool_paths_give_the_serial_table(tmp_path):
     assert strip == [{k: v for k, v in r.items() if k not in timing} for r in on_ray.table]
 
 
+@pytest.mark.slow
+@pytest.mark.mujoco
+@pytest.mark.timeout(900)
+def test_ray_sweep_runs_mujoco_tasks(tmp_path):
+    """A MuJoCo task crosses to Ray workers by name and gives the serial row (SAC, 1,000
+    steps: the budget's floor)."""
+    pytest.importorskip("ray")
+    pytest.importorskip("mujoco")
+    cfg = CompareConfig(
+        env=("mujoco:InvertedPendulum-v5",), methods=("sac",), budget=0.05, episodes=2,
+        threads=1, jobs=1, out=str(tmp_path / "serial"),
+    )  # fmt: skip
+    serial = compare(cfg, progress=False)
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = compare(replace(cfg, ray="local", out=str(tmp_path / "ray")), progress=False)
+    finally:
+        ray.shutdown()
+    assert serial.completed and on_ray.completed
+    assert _returns(serial) == _returns(on_ray) and serial.rows[0].env_steps == 1000
+
+
 def test_interrupt_keeps_finished_rows_and_no_partial_files(tmp_path, monkeypatch):
     calls = []
 
