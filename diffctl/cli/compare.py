@@ -77,4 +77,13 @@ def _main(argv: list[str]) -> int:
         print(line)
     state = "" if result.completed else " (interrupted: finished rows saved)"
     print("wrote " + ", ".join(os.path.join(result.out, n) for n in OUTPUT_NAMES) + state)
+    failed = [r for r in result.rows if r.error]
+    if failed:
+        first = failed[0]
+        print(
+            f"diffctl compare: error: {len(failed)} of {len(result.rows)} runs failed "
+            f"(first: {first.env}/{first.method} seed {first.seed}: {first.error})",
+            file=sys.stderr,
+        )
+        return 1
     return 0 if result.completed else 130

@@ -44,7 +44,8 @@ class TaskSpec:
 
 @dataclass
 class Row:
-    """What one task measured. ``returns`` are the evaluation episodes' returns."""
+    """What one task measured. ``returns`` are the evaluation episodes' returns; a task that
+    failed has none and its one-line ``error``."""
 
     env: str
     method: str
@@ -55,6 +56,7 @@ class Row:
     solve_ms_per_step: float = float("nan")
     curve: list[dict[str, float]] = field(default_factory=list)
     notes: str = ""
+    error: str = ""
 
     @property
     def mean_return(self) -> float:
@@ -80,14 +82,20 @@ class Row:
 
 
 def run_task(spec: TaskSpec) -> Row:
-    """Run one task (deterministic given ``spec``; wall times aside)."""
+    """Run one task (deterministic given ``spec``; wall times aside). A task that raises gives
+    a row with the error (type and message, one line) so that the others still run."""
     import torch
 
     if spec.method not in METHODS:
         raise ValueError(f"method: unknown {spec.method!r}; known: {', '.join(METHODS)}")
     torch.set_num_threads(spec.threads)
     t0 = time.perf_counter()
-    out = METHODS[spec.method](spec)
+    try:
+        out = METHODS[spec.method](spec)
+    except Exception as e:  # noqa: BLE001 - reported in the row, never swallowed silently
+        message = " ".join(str(e).split()) or "no message"
+        error = f"{type(e).__name__}: {message}"
+        return Row(spec.env, spec.method, spec.seed, [], 0, time.perf_counter() - t0, error=error)
     wall = time.perf_counter() - t0
     curve: Curve = out.get("curve", [])
     return Row(
@@ -189,16 +197,19 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
     for (env, method), rs in groups.items():
         pooled = Row(env, method, -1, [x for r in rs for x in r.returns], 0, 0.0)
         solve = [r.solve_ms_per_step for r in rs if not math.isnan(r.solve_ms_per_step)]
+        failed = [f"seed {r.seed}: {r.error}" for r in rs if r.error]
+        notes = sorted({r.notes for r in rs if r.notes}) + [f"failed ({e})" for e in failed]
         table.append({
             "env": env,
             "method": method,
-            "return": f"{pooled.mean_return:.1f} ± {pooled.std_return:.1f}",
+            "return": "failed" if len(failed) == len(rs) else
+                      f"{pooled.mean_return:.1f} ± {pooled.std_return:.1f}",
             "mean_return": pooled.mean_return,
             "env_steps": int(sum(r.env_steps for r in rs) / len(rs)),
             "wall_s": sum(r.wall_time for r in rs) / len(rs),
             "solve_ms/step": sum(solve) / len(solve) if solve else float("nan"),
             "seeds": len(rs),
-            "notes": "; ".join(sorted({r.notes for r in rs if r.notes})),
+            "notes": "; ".join(notes),
         })  # fmt: skip
     return table
 

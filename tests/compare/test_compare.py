@@ -97,6 +97,35 @@ def test_interrupt_keeps_finished_rows_and_no_partial_files(tmp_path, monkeypatc
     assert not [p for p in os.listdir(out) if p.startswith(".tmp")]
 
 
+def test_a_failing_row_is_reported_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    def fake_ok(spec):
+        return {"returns": [-1.0, -3.0], "env_steps": 7}
+
+    def fake_fail(spec):
+        raise RuntimeError("planner diverged\n  at step 3")
+
+    monkeypatch.setitem(methods.METHODS, "mpc", fake_fail)
+    monkeypatch.setitem(methods.METHODS, "cem", fake_ok)
+    out = tmp_path / "run"
+    code = main(["compare", "--env", "pendulum", "--methods", "mpc", "cem", "--seeds", "0", "1",
+                 "--jobs", "1", "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1
+    err = captured.err.strip().splitlines()[-1]
+    assert err == (
+        "diffctl compare: error: 2 of 4 runs failed (first: pendulum/mpc seed 0: "
+        "RuntimeError: planner diverged at step 3)"
+    )
+    table = {ln.split()[1]: ln for ln in captured.out.splitlines()[2:4]}
+    assert "failed" in table["mpc"] and "-2.0" in table["cem"]
+    data = json.loads((out / "results.json").read_text())
+    assert [r["error"] for r in data["rows"]][:2] == [
+        "RuntimeError: planner diverged at step 3",
+        "RuntimeError: planner diverged at step 3",
+    ]
+    assert data["meta"]["completed"] is True and (out / "return_vs_steps.png").exists()
+
+
 @pytest.mark.slow
 def test_cli_prints_table_and_writes_results_and_plots(tmp_path, capsys):
     out = tmp_path / "run"
