@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from diffctl.bench import BENCHES
 from diffctl.cli import COMMANDS
 from diffctl.cli.train import ALGO_NAMES
 
@@ -51,6 +52,20 @@ def test_train_algo_help_imports_nothing_heavy(algo):
     assert _run(["train", algo, "--help"]) == []
     # with an env the flags' defaults are that env's tuned preset
     assert _run(["train", algo, "--env", "pendulum", "--help"]) == []
+
+
+@pytest.mark.parametrize("name", BENCHES)
+def test_bench_help_imports_nothing_heavy(name):
+    # each benchmark parses its flags before it imports torch, its peer or the envs
+    assert _run(["bench", name, "--help"]) == []
+
+
+def test_bench_humanoid_help_names_the_planner_updates():
+    # its help lists the updates without importing diffctl.control.predictive (torch)
+    from diffctl.bench.humanoid import _UPDATES
+    from diffctl.control.predictive import UPDATES
+
+    assert _UPDATES == UPDATES
 
 
 def test_configs_are_the_ones_the_packages_export():

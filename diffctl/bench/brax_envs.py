@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from diffctl.bench.common import BenchResult, set_threads, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["run_brax_bench", "run", "main", "DEFAULT_ENVS"]
 
@@ -58,6 +59,7 @@ def _bench_one(
 ) -> dict[str, Any]:
     import jax
     import jax.numpy as jnp
+    import torch
     from brax import envs as brax_envs
 
     from diffctl.envs import VecEnv, make
@@ -139,6 +141,8 @@ def run_brax_bench(
         raise ValueError(f"num_envs: expected a positive int, got {num_envs!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive int, got {steps!r}")
+    import torch
+
     from diffctl.envs.brax_bridge import _modules
 
     _modules()  # version check / clear ImportError before any work

@@ -22,17 +22,20 @@ per call, the ratio peer/ours, the largest difference of the plans and of the gr
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from .common import BenchResult, set_threads, timeit
+
+if TYPE_CHECKING:
+    import torch
 
 HELP = "box-LQR MPC (ours) vs ConvexMPC (cvxpylayers + Clarabel): speed and agreement"
 
 
 def problem(nx: int, nu: int, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random controllable system, costs and start states (float64)."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     d = torch.float64
     A = torch.eye(nx, dtype=d) + 0.1 * torch.randn(nx, nx, generator=g, dtype=d)
@@ -50,6 +53,8 @@ def problem(nx: int, nu: int, batch: int, seed: int = 0) -> dict[str, torch.Tens
 def solve_ours(
     p: dict[str, torch.Tensor], T: int, bound: float, grad: bool, solver: str = "auto"
 ) -> tuple[Any, ...]:
+    import torch
+
     from diffctl.control import MPC, LinearDynamics, MPCConfig, QuadCost
 
     x0 = p["x0"].clone().requires_grad_(grad)
@@ -66,6 +71,8 @@ def solve_ours(
 
 
 def solve_convex(layer: Any, p: dict[str, torch.Tensor], bound: float, grad: bool) -> tuple:
+    import torch
+
     x0 = p["x0"].clone().requires_grad_(grad)
     A = p["A"].clone().requires_grad_(grad)
     with torch.set_grad_enabled(grad):

@@ -15,8 +15,6 @@ import argparse
 import time
 from collections.abc import Callable
 
-import torch
-
 from .common import BenchResult, set_threads
 
 HELP = "env-steps/s of VecEnv vs gymnasium SyncVectorEnv and numpy vector envs"
@@ -63,6 +61,8 @@ def _rates(runners: list[Runner], seconds: float, rounds: int = 4) -> list[float
 def ours(system: str, num_envs: int, device: str) -> tuple[Runner, Callable[[], object]]:
     """``(step, num_envs, sync)`` of our fused ``VecEnv`` and a function that reads its episode
     statistics (kept on the device throughout; read once at the end)."""
+    import torch
+
     from diffctl.envs import VecEnv, make
 
     env = make(system)

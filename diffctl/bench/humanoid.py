@@ -24,40 +24,69 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from diffctl.bench.common import BenchResult, set_threads
-from diffctl.control.humanoid import (
-    BalanceConfig,
-    HumanoidStandCost,
-    balance,
-    humanoid_env,
-)
-from diffctl.control.predictive import UPDATES, PredictiveSampling, PredictiveSamplingConfig
 
 HELP = "predictive sampling keeps mujoco:Humanoid-v5 standing under pushes (real-time factor)"
 
+_UPDATES = ("best", "mppi")
+"""``diffctl.control.predictive.UPDATES`` for the help, which must not import that module (it
+imports torch); ``tests/test_cli_help_fast.py`` checks that the two agree."""
+
 
 def _parser() -> argparse.ArgumentParser:
-    d, b = PredictiveSamplingConfig(), BalanceConfig()
     p = argparse.ArgumentParser(prog="diffctl bench humanoid", description=HELP)
     p.add_argument("--starts", type=int, default=10, help="starts (seeds seed, seed+1, ...)")
-    p.add_argument("--steps", type=int, default=b.steps, help="control steps per start")
+    p.add_argument("--steps", type=int, help="control steps per start")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
-    p.add_argument("--updates", default="best", help=f"comma-separated of {UPDATES}")
-    p.add_argument("--push-speed", type=float, default=b.push_speed)
-    p.add_argument("--push-every", type=float, default=b.push_every)
-    p.add_argument("--horizon", type=int, default=d.horizon)
-    p.add_argument("--num-samples", type=int, default=d.num_samples)
-    p.add_argument("--noise-std", type=float, default=d.noise_std)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--replan-every", type=int, default=d.replan_every)
+    p.add_argument("--updates", default="best", help=f"comma-separated of {_UPDATES}")
+    p.add_argument("--push-speed", type=float)
+    p.add_argument("--push-every", type=float)
+    p.add_argument("--horizon", type=int)
+    p.add_argument("--num-samples", type=int)
+    p.add_argument("--noise-std", type=float)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--replan-every", type=int)
     return p
 
 
-def run(argv: list[str]) -> BenchResult:
+def _args(argv: list[str]) -> argparse.Namespace:
+    """The parsed flags. A flag left out that has no default in ``_parser`` takes the default of
+    its config's field: the help shows no defaults, so the configs (whose modules import torch)
+    are read only after parsing."""
     args = _parser().parse_args(argv)
+    from diffctl.control.humanoid import BalanceConfig
+    from diffctl.control.predictive import PredictiveSamplingConfig
+
+    d, b = PredictiveSamplingConfig(), BalanceConfig()
+    defaults = {
+        "steps": b.steps,
+        "push_speed": b.push_speed,
+        "push_every": b.push_every,
+        "horizon": d.horizon,
+        "num_samples": d.num_samples,
+        "noise_std": d.noise_std,
+        "temperature": d.temperature,
+        "replan_every": d.replan_every,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def run(argv: list[str]) -> BenchResult:
+    args = _args(argv)
+    import torch
+
+    from diffctl.control.humanoid import (
+        BalanceConfig,
+        HumanoidStandCost,
+        balance,
+        humanoid_env,
+    )
+    from diffctl.control.predictive import UPDATES, PredictiveSampling, PredictiveSamplingConfig
+
     if args.starts < 1 or args.steps < 1:
         raise ValueError("--starts and --steps: expected positive ints")
     updates = [u.strip() for u in args.updates.split(",") if u.strip()]

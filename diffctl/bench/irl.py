@@ -20,19 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 import tyro
 
 from diffctl.bench.common import BenchResult, set_threads
-from diffctl.irl.demos import empirical_initial
-from diffctl.irl.maxent import MaxEntConfig, expected_value_difference, maxent_irl
-from diffctl.mdp import (
-    gridworld,
-    policy_evaluation,
-    sample_trajectories,
-    value_iteration,
-)
 
 HELP = "MaxEnt IRL on a slippery gridworld: ours vs imitation's MCE-IRL (own venv)"
 
@@ -160,6 +150,18 @@ def ensure_peer_venv(venv: str | os.PathLike) -> tuple[Path | None, str]:
 
 def run(argv: list[str]) -> BenchResult:
     cfg = tyro.cli(IRLBenchConfig, args=argv, prog="diffctl bench irl", description=HELP)
+    import numpy as np  # only now: --help and a usage error answer without it
+    import torch
+
+    from diffctl.irl.demos import empirical_initial
+    from diffctl.irl.maxent import MaxEntConfig, expected_value_difference, maxent_irl
+    from diffctl.mdp import (
+        gridworld,
+        policy_evaluation,
+        sample_trajectories,
+        value_iteration,
+    )
+
     threads = set_threads(cfg.threads or None)
     result = BenchResult(name="irl")
     g = torch.Generator().manual_seed(cfg.seed)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from diffctl.bench.common import BenchResult, set_threads, timeit
-from diffctl.control import MPC, MPCConfig, QuadCost
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffctl.control import MPC
 
 HELP = "differentiable iLQR MPC against mpc.pytorch on its pendulum (T=20, |u|<=2)"
 
@@ -31,6 +33,7 @@ MAX_ITER = 50
 
 
 def _problem(B: int, seed: int, device: torch.device, dtype: torch.dtype):
+    import torch
     from mpc.env_dx.pendulum import PendulumDx
 
     dx = PendulumDx(simple=True)
@@ -65,12 +68,16 @@ def _peer(mpc_mod: Any, dx: Any, u_init: torch.Tensor | None = None, lqr_iter: i
 
 
 def _ours(dx: Any, Q: torch.Tensor, p: torch.Tensor) -> MPC:
+    from diffctl.control import MPC, MPCConfig, QuadCost
+
     cfg = MPCConfig(horizon=T, u_lower=-2.0, u_upper=2.0, max_iter=MAX_ITER, u_tol=1e-4)
     return MPC(dx, QuadCost(Q, p), cfg)
 
 
 def _closed_loop(plan_fn, dx: Any, x0: torch.Tensor, steps: int) -> tuple[float, float]:
     """Success rate and mean solve time per control step of a receding-horizon loop."""
+    import torch
+
     x, warm = x0, None
     t_plan = 0.0
     for _ in range(steps):
@@ -89,6 +96,10 @@ def _bench_batch(
     B: int, args: argparse.Namespace, mpc_mod: Any, device: torch.device, dtype: torch.dtype
 ) -> dict[str, Any]:
     """Forward and forward+backward timings and costs of both solvers at batch size ``B``."""
+    import torch
+
+    from diffctl.control import QuadCost
+
     sync = device if device.type == "cuda" else None
     dx, x0, Q, p = _problem(B, args.seed, device, dtype)
     ours = _ours(dx, Q, p)
@@ -145,6 +156,8 @@ def _bench_closed_loop(
     args: argparse.Namespace, mpc_mod: Any, device: torch.device, dtype: torch.dtype
 ) -> dict[str, Any]:
     """Swing-up success rate and time per control step of both receding-horizon loops."""
+    import torch
+
     dx, x0, Q, p = _problem(args.closed_loop_starts, args.seed + 1, device, dtype)
     ours = _ours(dx, Q, p)
 
@@ -189,6 +202,8 @@ def run(argv: list[str]) -> BenchResult:
     ap.add_argument("--closed-loop-steps", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    import torch  # only now: --help and a usage error answer without it
+
     threads = set_threads(args.threads)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)

@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from diffctl.bench.common import BenchResult, set_threads
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 __all__ = ["run", "DEFAULT_TASKS"]
 
@@ -58,17 +59,23 @@ def _best_rate(fns: dict[str, Callable[[], None]], steps: int, repeat: int) -> d
 
 def _start(env: Any, n: int) -> torch.Tensor:
     """The same ``n`` start states for both our side and the raw one (the task's reset)."""
+    import torch
+
     return env.initial_state(n, torch.Generator().manual_seed(0))
 
 
 def _actions(env: Any, n: int) -> np.ndarray:
     """The same random actions in the control range, ``[n, nu]``, for every side."""
+    import numpy as np
+    import torch
+
     low, high = env.spec.action_bounds(dtype=torch.float64)
     return np.random.default_rng(0).uniform(low.numpy(), high.numpy(), size=(n, env.spec.act_dim))
 
 
 def _stepper_raw(env: Any, n: int, nthread: int) -> Callable[[], None]:
     import mujoco
+    import numpy as np
     from mujoco import rollout
 
     from diffctl.envs.mujoco_bridge import load_model
@@ -95,6 +102,8 @@ def _stepper_raw(env: Any, n: int, nthread: int) -> Callable[[], None]:
 
 
 def _stepper_ours(env: Any, n: int) -> Callable[[], None]:
+    import torch
+
     from diffctl.envs import VecEnv
 
     venv = VecEnv(env, num_envs=n, seed=0, validate=False)
@@ -116,6 +125,8 @@ def _stepper_gym(env: Any, task: str, n: int) -> Callable[[], None]:
 def _jacobian_ms(env: Any, n: int) -> tuple[float, float]:
     """``env.jacobians`` per row at ``n`` rows, and ``mjd_transitionFD`` per step (ms)."""
     import mujoco
+    import numpy as np
+    import torch
 
     x = env.initial_state(n, torch.Generator().manual_seed(0))
     u = torch.zeros(n, env.spec.act_dim, dtype=env.dtype)
@@ -143,9 +154,14 @@ def run_bench(
     repeat: int,
     nthread: int,
     peer: bool,
-    dtype: torch.dtype = torch.float64,
+    dtype: torch.dtype | None = None,
 ) -> list[dict[str, Any]]:
+    """One row per task and size; ``dtype`` of our states (``None``: ``torch.float64``)."""
+    import torch
+
     from diffctl.envs import make
+
+    dtype = torch.float64 if dtype is None else dtype
 
     rows = []
     for task in tasks:
@@ -188,6 +204,8 @@ def run(argv: Sequence[str] | None = None) -> BenchResult:
         help="our states' dtype (float32 rounds MuJoCo's state every step)",
     )
     args = p.parse_args(list(argv) if argv is not None else None)
+    import torch  # only now: --help and a usage error answer without it
+
     nthread = set_threads(args.threads)
     result = BenchResult(name="mujoco")
     peer = result.peer_available("gymnasium", skip=args.skip_peer)

@@ -27,8 +27,6 @@ import math
 import time
 from typing import Any
 
-import torch
-
 from diffctl.bench.common import BenchResult, add_seed_arguments, seed_summary, set_threads
 
 HELP = "PPO: ours (batched pendulum) vs Stable-Baselines3 (Pendulum-v1), time to -200"
@@ -83,6 +81,7 @@ def run_ours(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, 
 
 def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, Any]:
     import numpy as np
+    import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
