@@ -39,7 +39,6 @@ from .sampling import _SamplingPlanner
 __all__ = ["ICEMConfig", "ICEM", "colored_noise"]
 
 
-
 def colored_noise(
     beta: float,
     size: tuple[int, ...],
