@@ -25,16 +25,12 @@ import sys
 import time
 from typing import Any
 
+from diffctl.configs.models import PETS_PRESET
+
 from .common import BenchResult, set_threads
 
-#: the loop's settings per task (mbrl-lib's PETS preset for half-cheetah, iCEM for CEM)
-PRESETS: dict[str, dict[str, Any]] = {
-    "mujoco:HalfCheetah-v5": dict(
-        model="ensemble", hidden=(200, 200, 200, 200), num_members=5, planner="icem",
-        horizon=30, num_samples=400, num_elites=40, plan_iterations=5, particles=1,
-        compile=True, initial_episodes=1, refit="continue",
-    ),
-}  # fmt: skip
+#: the loop's settings per task (``diffctl.configs.models.PETS_PRESET``)
+PRESETS: dict[str, dict[str, Any]] = {"mujoco:HalfCheetah-v5": PETS_PRESET}
 
 
 def _progress(text: str) -> None:
@@ -42,18 +38,13 @@ def _progress(text: str) -> None:
 
 
 def _mbrl_row(env: str, steps: int, seed: int, marks: list[int]) -> dict[str, Any]:
-    from diffctl.models import FitConfig
     from diffctl.models.mbrl import MBRLConfig, mbrl
 
-    fit = FitConfig(
-        epochs=100, batch_size=256, lr=1e-3, val_fraction=0.1, patience=5, eval_horizon=10,
-        progress=False,
-    )  # fmt: skip
     episode = 1000
     iterations = max(1, math.ceil(steps / episode) - PRESETS[env]["initial_episodes"])
     cfg = MBRLConfig(
-        env=env, **PRESETS[env], iterations=iterations, episode_steps=episode, fit=fit,
-        seed=seed, progress=False,
+        env=env, **PRESETS[env], iterations=iterations, episode_steps=episode, seed=seed,
+        progress=False,
     )  # fmt: skip
     t0 = time.perf_counter()
     result = mbrl(cfg)
@@ -90,9 +81,9 @@ def run_task(argv: list[str]) -> BenchResult:
     marks = sorted({k for k in (5_000, 10_000, 20_000) if k < args.mbrl_steps} | {args.mbrl_steps})
     sac_marks = sorted({k for k in marks if k < args.sac_steps} | {args.sac_steps})
     result = BenchResult("mbrl")
+    preset = {k: v for k, v in PRESETS[args.env].items() if k != "fit"}
     result.notes.append(
-        f"{args.env}, seed {args.seed}, torch threads {threads}, one process; "
-        f"mbrl: {PRESETS[args.env]}"
+        f"{args.env}, seed {args.seed}, torch threads {threads}, one process; mbrl: {preset}"
     )
     result.rows.append(_mbrl_row(args.env, args.mbrl_steps, args.seed, marks))
     if not args.skip_sac:

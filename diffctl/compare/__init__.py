@@ -110,7 +110,8 @@ def sample_efficiency_lines(rows: list[Row]) -> list[str]:
             continue
         mb = [
             r for r in rows
-            if r.env == env and (r.method == "mbrl" or r.method.endswith(("-ensemble", "-linear")))
+            if r.env == env
+            and (r.method in ("mbrl", "pets") or r.method.endswith(("-ensemble", "-linear")))
         ]  # fmt: skip
         ppo = [r for r in rows if r.env == env and r.method == "ppo"]
         good = [r for r in mb if r.mean_return >= thr]

@@ -22,7 +22,14 @@ if TYPE_CHECKING:  # torch loads when a method runs: ``diffctl compare --help`` 
 
     from .runner import TaskSpec
 
-__all__ = ["METHODS", "DEFAULT_METHODS", "IRL_METHODS", "Curve", "PLANNER_SETTINGS"]
+__all__ = [
+    "METHODS",
+    "DEFAULT_METHODS",
+    "IRL_METHODS",
+    "ROBOT_METHODS",
+    "Curve",
+    "PLANNER_SETTINGS",
+]
 
 Curve = list[dict[str, float]]
 
@@ -48,6 +55,8 @@ PLANNER_SETTINGS: dict[str, dict[str, Any]] = {
 LOG_STEPS = 2000
 # Planning episodes of the model-based loop at budget 1 (after one random episode).
 MBRL_ITERATIONS = 9
+# Planned episodes of PETS at budget 1 (after one random one: 20k steps on 1000-step tasks).
+PETS_EPISODES = 19
 # Model-free training steps at budget 1.
 AGENT_STEPS = {"ppo": 200_000, "sac": 20_000, "ddpg": 20_000, "td3": 20_000}
 
@@ -260,6 +269,39 @@ def mbrl_row(spec: TaskSpec) -> dict[str, Any]:
                      f"({cfg.planner} while learning), iLQR MPC on it"}  # fmt: skip
 
 
+def pets_row(spec: TaskSpec) -> dict[str, Any]:
+    """PETS at robot scale (``diffctl.configs.models.PETS_PRESET``: ensemble, iCEM, refitted
+    after every episode): one random episode, then ``PETS_EPISODES * budget`` planned ones. An
+    evaluation episode costs as much as a training one here (a whole iCEM solve per step), so
+    the row's returns are its last three training episodes (each from a fresh start, with the
+    planner as it stood then) rather than separate evaluation episodes."""
+    from diffctl.configs.models import PETS_PRESET
+    from diffctl.models.mbrl import MBRLConfig, mbrl
+
+    env = _make_env(spec.env, spec.device)
+    iterations = max(round(PETS_EPISODES * spec.budget), 1)
+    cfg = MBRLConfig(
+        env=spec.env, **PETS_PRESET, iterations=iterations, seed=spec.seed, progress=False
+    )
+    result = mbrl(cfg, env=env)
+    planned = [h for h in result.history if h["iteration"] > 0]
+    t0 = 0.0
+    curve = []
+    for h in result.history:
+        t0 += h["fit_time"] + h["episode_time"]
+        curve.append({"env_steps": float(h["env_steps"]), "wall_time": t0,
+                      "return": float(h["return"])})  # fmt: skip
+    solve = [h["solve_time"] for h in planned]
+    return {
+        "returns": [h["return"] for h in planned[-3:]],
+        "env_steps": int(result.history[-1]["env_steps"]),
+        "solve_ms_per_step": 1e3 * sum(solve) / len(solve),
+        "curve": curve,
+        "notes": f"PETS ({cfg.planner}), returns of the last {min(3, len(planned))} training "
+        "episodes",
+    }
+
+
 def mpc_irl(spec: TaskSpec) -> dict[str, Any]:
     """Learn a cost from MPC demos by imitation through the differentiable MPC, re-plan with it.
 
@@ -302,10 +344,13 @@ METHODS: dict[str, Callable[[TaskSpec], dict[str, Any]]] = {
     "cem-ensemble": _model_row("ensemble", "cem"),
     "mpc-linear": _model_row("linear", "mpc"),
     "mbrl": mbrl_row,
+    "pets": pets_row,
     "ppo": _agent_row("ppo"),
     "sac": _agent_row("sac"),
     "ddpg": _agent_row("ddpg"),
     "mpc-irl": mpc_irl,
 }
 IRL_METHODS: tuple[str, ...] = ("mpc-irl",)
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in IRL_METHODS)
+#: rows sized for robots (an hour each on a CPU): run when named in ``--methods``
+ROBOT_METHODS: tuple[str, ...] = ("pets",)
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in IRL_METHODS + ROBOT_METHODS)

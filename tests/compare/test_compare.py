@@ -73,6 +73,25 @@ def test_ray_sweep_runs_mujoco_tasks(tmp_path):
     assert _returns(serial) == _returns(on_ray) and serial.rows[0].env_steps == 1000
 
 
+@pytest.mark.mujoco
+def test_pets_row_on_a_mujoco_task(tmp_path, monkeypatch):
+    """The robot-scale PETS row, on a tiny preset (the real one is an hour per row)."""
+    pytest.importorskip("mujoco")
+    import diffctl.configs.models as config_models
+
+    tiny = dict(model="ensemble", hidden=(8,), num_members=2, planner="icem", horizon=3,
+                num_samples=8, num_elites=2, plan_iterations=1, refit="continue",
+                episode_steps=30)  # fmt: skip
+    monkeypatch.setattr(config_models, "PETS_PRESET", tiny)
+    assert "pets" in methods.METHODS and "pets" not in methods.DEFAULT_METHODS
+    cfg = CompareConfig(env=("mujoco:InvertedPendulum-v5",), methods=("pets",), budget=0.1,
+                        episodes=2, threads=1, jobs=1, out=str(tmp_path))  # fmt: skip
+    (row,) = compare(cfg, progress=False).rows
+    assert len(row.returns) == 2 and len(row.curve) == 3  # round(19 * 0.1) = 2 planned
+    assert row.env_steps == row.curve[-1]["env_steps"] and row.solve_ms_per_step > 0
+    assert row.notes.startswith("PETS (icem)") and not row.error
+
+
 def test_interrupt_keeps_finished_rows_and_no_partial_files(tmp_path, monkeypatch):
     calls = []
 
