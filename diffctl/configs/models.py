@@ -234,6 +234,7 @@ class MBRLConfig:
                 ts_mode=self.ts_mode,
                 compile=self.compile,
                 seed=self.seed,
+                ensemble_size=0,  # the loop sets it from the model (its elites)
             )
             if self.planner != "mppi":
                 own["num_elites"] = self.num_elites
@@ -241,7 +242,7 @@ class MBRLConfig:
         known = {f.name for f in fields(cls)}
         for key in options:
             if key in own or key not in known:
-                why = f"use {key} instead" if key in own else f"{cls.__name__} has no such field"
+                why = "set by the loop" if key in own else f"{cls.__name__} has no such field"
                 free = ", ".join(sorted(known - set(own) - set(settings)))
                 raise ValueError(f"planner_options: {key!r}: {why} (options: {free})")
         try:

@@ -130,7 +130,7 @@ def test_planner_options_reach_the_planner_and_bad_ones_are_named():
     assert planner.config.ensemble_size == 2  # trajectory sampling over the elites
     with pytest.raises(ValueError, match="planner_options: 'noise_beta'.*bound_mode"):
         dataclasses.replace(TINY, planner_options=("noise_beta=2",))  # iCEM's, not CEM's
-    with pytest.raises(ValueError, match="planner_options: 'horizon': use horizon"):
+    with pytest.raises(ValueError, match="planner_options: 'horizon': set by the loop"):
         dataclasses.replace(TINY, planner_options=("horizon=3",))
     with pytest.raises(ValueError, match="planner_options.*bound_mode"):
         dataclasses.replace(TINY, planner_options=("bound_mode=nope",))
