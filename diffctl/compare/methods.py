@@ -246,6 +246,17 @@ def _agent_row(algo: str) -> Callable[[TaskSpec], dict[str, Any]]:
     return run
 
 
+def _loop_curve(history: list[dict[str, Any]]) -> Curve:
+    """Return against env steps and wall time (fits and episodes) of an ``mbrl`` history."""
+    wall = 0.0
+    curve = []
+    for h in history:
+        wall += h["fit_time"] + h["episode_time"]
+        curve.append({"env_steps": float(h["env_steps"]), "wall_time": wall,
+                      "return": float(h["return"])})  # fmt: skip
+    return curve
+
+
 def mbrl_row(spec: TaskSpec) -> dict[str, Any]:
     """The model-based loop (``diffctl.models.mbrl``): one random episode, then episodes planned
     with CEM on a model refitted after each; the last model is then planned on with the
@@ -257,12 +268,7 @@ def mbrl_row(spec: TaskSpec) -> dict[str, Any]:
     cfg = MBRLConfig(env=spec.env, iterations=iterations, seed=spec.seed, progress=False)
     result = mbrl(cfg, env=env)
     out = _evaluate_planner(spec, env, _mpc(env, result.model, _settings(spec.env)))
-    t0 = 0.0
-    curve = []
-    for h in result.history:
-        t0 += h["fit_time"] + h["episode_time"]
-        curve.append({"env_steps": float(h["env_steps"]), "wall_time": t0,
-                      "return": float(h["return"])})  # fmt: skip
+    curve = _loop_curve(result.history)
     steps = int(result.history[-1]["env_steps"])
     return {**out, "env_steps": steps, "curve": curve,
             "notes": f"{cfg.model} model refit over {len(result.history)} episodes "
@@ -285,12 +291,7 @@ def pets_row(spec: TaskSpec) -> dict[str, Any]:
     )
     result = mbrl(cfg, env=env)
     planned = [h for h in result.history if h["iteration"] > 0]
-    t0 = 0.0
-    curve = []
-    for h in result.history:
-        t0 += h["fit_time"] + h["episode_time"]
-        curve.append({"env_steps": float(h["env_steps"]), "wall_time": t0,
-                      "return": float(h["return"])})  # fmt: skip
+    curve = _loop_curve(result.history)
     solve = [h["solve_time"] for h in planned]
     return {
         "returns": [h["return"] for h in planned[-3:]],
