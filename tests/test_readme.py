@@ -26,6 +26,8 @@ README = ROOT / "README.md"
 SKIP = {
     "pip install -e '.[all]' && diffctl compare": "a fresh install and the 6-minute compare run",
     "bash scripts/test.sh": "the whole test suite (this file is part of it)",
+    "diffctl mbrl --env mujoco:HalfCheetah-v5": "an hour of PETS on the half-cheetah (the "
+    "loop, its checkpoints and resume are tested in tests/models/test_mbrl_scale.py)",
 }
 
 #: sizes of the walkthrough commands in this test (the README's are real runs): per command,
