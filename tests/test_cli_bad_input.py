@@ -568,6 +568,9 @@ def test_signal_mid_write_removes_the_temp_file(f, tmp_path, signum, code, says)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a test worker may have inherited SIGINT ignored, and a Python
+        # started with SIGINT ignored keeps ignoring it (no KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
