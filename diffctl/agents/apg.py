@@ -20,15 +20,8 @@ from typing import Any
 
 import torch
 
-from diffctl.agents.common import (
-    Agent,
-    Callback,
-    IterationLogger,
-    TrainResult,
-    check_action_space,
-    load_checkpoint,
-    seeded_init,
-)
+from diffctl.agents.common import Agent, TrainResult, check_action_space, seeded_init
+from diffctl.agents.loop import Callback, TrainLoop
 from diffctl.agents.networks import DeterministicActor
 from diffctl.configs.agents import APG_PRESETS as PRESETS
 from diffctl.configs.agents import APGConfig
@@ -73,6 +66,12 @@ class _Episodes:
             self.stats = torch.zeros_like(self.stats)
         return {"count": int(n), "mean_return": s / n if n else float("nan")}
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"ret": self.ret, "t": self.t, "stats": self.stats}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ret, self.t, self.stats = (state[k].to(self.ret.device) for k in ("ret", "t", "stats"))
+
 
 def train(
     env: Any,
@@ -112,31 +111,17 @@ def train(
     episodes = _Episodes(cfg.num_envs, dev)
     discount = cfg.gamma ** torch.arange(cfg.horizon, device=dev, dtype=env.dtype)
     num_iterations = cfg.total_steps // (cfg.num_envs * cfg.horizon)
-    iteration, history, wall = 0, [], 0.0
-    if resume is not None:
-        saved, ts = load_checkpoint(resume, map_location=dev)
-        if ts is None:
-            raise ValueError(f"resume: {os.fspath(resume)!r} holds no training state")
-        agent.load_state_dict(saved.state_dict())
-        optimizer.load_state_dict(ts["optimizer"])
-        gen.set_state(ts["generator"])
-        x, episodes.ret, episodes.t, episodes.stats = (
-            ts[k].to(dev) for k in ("x", "ep_ret", "ep_t", "ep_stats")
-        )
-        iteration, history, wall = ts["iteration"], ts["history"], ts["wall_time"]
-    logger = IterationLogger(episodes, checkpoint, checkpoint_every, callback, history, wall)
-
-    def snapshot() -> tuple[Agent, dict[str, Any]]:
-        return agent, {
-            "optimizer": optimizer.state_dict(),
-            "generator": gen.get_state(),
-            "x": x,
-            "ep_ret": episodes.ret,
-            "ep_t": episodes.t,
-            "ep_stats": episodes.stats,
-            "iteration": iteration,
-        }
-
+    parts = {"optimizer": optimizer, "generator": gen, "episodes": episodes}
+    loop = TrainLoop(
+        agent,
+        episodes,
+        parts,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        callback=callback,
+    )
+    state = loop.resume(resume, {"x": x, "iteration": 0})
+    x, iteration = state["x"], state["iteration"]
     while iteration < num_iterations:
         iteration += 1
         rewards = []
@@ -162,12 +147,8 @@ def train(
         optimizer.step()
         x = x.detach()  # truncated BPTT: the next window starts from a constant state
         losses = {"loss": loss.detach(), "grad_norm": grad_norm}
-        if not logger.log(
-            iteration * cfg.num_envs * cfg.horizon,
-            iteration,
-            losses,
-            snapshot,
-            last=iteration == num_iterations,
-        ):
+        steps = iteration * cfg.num_envs * cfg.horizon
+        state = {"x": x, "iteration": iteration}
+        if not loop.log(steps, iteration, losses, state=state, last=iteration == num_iterations):
             break
-    return TrainResult(agent, logger.history)
+    return loop.result()
