@@ -4,14 +4,25 @@ Everything (states, step counters, episode statistics) stays on the device; noth
 ``step`` synchronises with the host unless ``validate=True`` (which checks action finiteness).
 Episode statistics are read out explicitly with ``episode_statistics()``.
 
-``fused=True`` runs the per-step maths (dynamics, reward, termination, time limit, auto-reset
-and statistics) as one TorchInductor kernel; the eager path is the reference it is tested
-against. The fused step is traced once per action layout with ``make_fx`` and compiled with
-``torch._inductor.compile``: no TorchDynamo frame evaluation or guards run per step, so a step
-costs the kernel plus a few tens of microseconds of Python. The fused step keeps states
-feature-major (``[N, nx]`` tensors with strides ``(1, N)``), so every load and store of the
-kernel is contiguous and vectorised (SIMD sin/cos included); the ``[N, dim]`` tensors it returns
-have the same layout (same shapes and values as the eager path, different strides).
+``fused=True`` compiles the plain step (``_step_core``: dynamics, reward, termination, time
+limit, auto-reset, statistics and hashed start states) with ``torch.compile(fullgraph=True,
+dynamic=False)``; the eager path is the reference it is tested against, and both return the
+same shapes, strides and values (to rounding). Gradients flow through the compiled step too.
+TorchInductor keeps its compiled kernels on disk (its FX graph and AOTAutograd caches, on by
+default, in ``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_<user>``), so a later
+process skips code generation and the C++ compiler; TorchDynamo still traces the step once per
+runner.
+
+When ``VecEnv`` compiles: only when asked (``fused=True``); the default is eager. Measured on
+CPU (cart-pole, one torch thread, a 2-core machine shared with other jobs, so the figures are
+under load): a step costs 240/270/770/8,100 us eager and 120/75/370/4,200 us compiled at
+1/64/4,096/65,536 envs, but the first step of every runner compiles for 6-13 s (a cold disk
+cache; 4-6 s warm). The saving repays that after about 1,000 steps at 65,536 envs and 10,000
+to 30,000 steps at 4,096 envs and below: longer than most tests, evaluations and short
+training runs, which would pay the compile and gain nothing. Envs backed by another engine
+(Brax, MuJoCo) cannot be compiled at all. A long run asks for ``fused=True``. (On CPU the
+compiled kernel stays scalar: the envs' ``torch.stack(..., dim=-1)`` makes every store strided,
+which TorchInductor's C++ code does not vectorise.)
 
 Start states of envs that declare ``reset_noise_dim`` are drawn with ``hash_uniform``, a
 counter-based generator (seed, step counter, position) evaluated inside the step itself: the
@@ -30,15 +41,14 @@ the limit. The results are the same numbers as ``_step_core``'s (tested).
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.overrides import TorchFunctionMode
 
 from .base import Env, EnvSpec, as_device
 
@@ -89,16 +99,13 @@ def _step_core(
     ep_ret: Tensor,
     acc: Tensor,
     max_steps: int,
-    rowwise: bool = False,
 ) -> tuple[Tensor, ...]:
     """One batched step with auto-reset to ``x0`` (observed as ``obs0``, computed from ``x0``
     when ``None``). Pure: returns every updated tensor.
 
     ``acc`` is ``[5, N]``, per env: sum and sum of squares of the returns of its finished
     episodes, their count, and the return and length of the most recent one. ``t`` counts the
-    steps of the current episodes (so it is also their length). ``rowwise`` builds the
-    ``[N, nx]`` and ``[5, N]`` results from per-row selections (fewer ops eagerly otherwise; the
-    traced step uses it, so TorchInductor computes every row in one loop over the envs).
+    steps of the current episodes (so it is also their length).
     """
     x1 = env._dynamics(x, u)
     r = env._reward(x, u, x1)
@@ -109,90 +116,44 @@ def _step_core(
     ret = ep_ret + r
     finished = (acc[_SUM] + ret, acc[_SUM_SQ] + ret * ret, acc[_COUNT] + 1, ret, t1.to(ret.dtype))
     final_obs = env._observe(x1)
-    if rowwise:
-        acc = torch.stack([torch.where(done, f, a) for f, a in zip(finished, acc.unbind(0))])
-        rows = zip(x0.unbind(-1), x1.unbind(-1))
-        x_new = torch.stack([torch.where(done, a, b) for a, b in rows], dim=-1)
-        obs = env._observe(x_new)
-    else:  # observations are per row: observe(where(done, x0, x1)) = where(done, obs0, obs1)
-        acc = torch.where(done, torch.stack(finished), acc)
-        x_new = torch.where(done[:, None], x0, x1)
-        obs0 = env._observe(x0) if obs0 is None else obs0
-        obs = torch.where(done[:, None], obs0, final_obs)
+    # observations are per row: observe(where(done, x0, x1)) = where(done, obs0, obs1)
+    acc = torch.where(done, torch.stack(finished), acc)
+    x_new = torch.where(done[:, None], x0, x1)
+    obs0 = env._observe(x0) if obs0 is None else obs0
+    obs = torch.where(done[:, None], obs0, final_obs)
     t_new = t1.masked_fill(done, 0)
     ret_new = ret.masked_fill(done, 0.0)
     return obs, r, term, trunc, done, final_obs, x1, x_new, t_new, ret_new, acc
 
 
-# Outputs of _step_core that are [N, dim] (the fused step returns them feature-major).
-_ROW_OUTPUTS = (0, 5, 6, 7)
-_FLAG_OUTPUTS = (2, 3, 4)
-
-
-class _FeatureMajorStack(TorchFunctionMode):
-    """While tracing: ``torch.stack(parts, dim=-1)`` builds ``[..., k]`` from a ``[k, ...]``
-    buffer (``stack(parts, 0).movedim(0, -1)``): equal values, but the kernel TorchInductor
-    makes from the trace then writes each part contiguously instead of interleaving them."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.stack:
-            parts = args[0] if args else kwargs["tensors"]
-            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-            ndim = parts[0].dim() + 1
-            if ndim > 1 and dim % ndim == ndim - 1 and "out" not in kwargs:
-                return torch.stack(parts, 0).movedim(0, -1)
-        return func(*args, **kwargs)
-
-
-def _as_bytes(flag: Tensor) -> Tensor:
-    # TorchInductor's CPU code stores a vector of bools slowly (tens of microseconds at 4,096
-    # envs); it stores bytes fast. The caller views the uint8 0/1 result as bool (no copy).
-    return torch.where(flag, 1.0, 0.0).to(torch.uint8)
-
-
 def _compile_step(
-    env: Env, max_steps: int, example: list[Tensor | None]
+    env: Env, max_steps: int, hashed: bool, x_rows: int
 ) -> Callable[..., tuple[Tensor, ...]]:
-    """Trace ``_step_core`` on ``example`` (``x [N, nx]`` with strides ``(1, N)``, ``t, u,
-    x0 | None, counter, key, ep_ret, acc, *params``) and compile it with TorchInductor."""
-    from torch.fx.experimental.proxy_tensor import make_fx
+    """``torch.compile`` of the plain step: ``_step_core`` (and, for ``hashed`` start states,
+    ``hash_uniform`` and ``env._initial_state_from_uniform``) as one graph.
 
-    names = list(env.params)
-    hashed = example[3] is None
+    Arguments ``x [N, nx], t [N], u, x0 [N, nx] | None, counter [], key [], ep_ret [N],
+    acc [5, N]``; returns ``_step_core``'s results and the next counter. The env's parameters
+    are read inside, so changing one in place takes effect (replacing one recompiles)."""
 
-    def step(x: Tensor, t: Tensor, u: Tensor, *rest: Tensor) -> tuple[Tensor, ...]:
-        x0 = None if hashed else rest[0]
-        counter, key, ep_ret, acc, *params = rest if hashed else rest[1:]
-        e = copy.copy(env)
-        e.params = dict(zip(names, params))
+    def step(
+        x: Tensor, t: Tensor, u: Tensor, x0: Tensor | None, counter: Tensor, key: Tensor,
+        ep_ret: Tensor, acc: Tensor,
+    ) -> tuple[Tensor, ...]:  # fmt: skip
         if hashed:  # counter-based start states (see hash_uniform), inside the kernel
             shape = (x.shape[0], env.reset_noise_dim)
-            x0 = e._initial_state_from_uniform(_hash_uniform(key, counter, shape, x.dtype))
-        out = _step_core(e, x, t, u, x0, None, ep_ret, acc, max_steps, rowwise=True)
-        out = (*out, counter + 1)
-        # [N, dim] results are feature-major views of stacked rows; a clone keeps their strides
-        # and makes them outputs of their own. An identity observation returns its argument:
-        # each distinct tensor is converted once, so obs and state share one buffer.
-        converted: dict[int, Tensor] = {}
-        for i, o in enumerate(out):
-            if id(o) not in converted:
-                rows, flag = i in _ROW_OUTPUTS, i in _FLAG_OUTPUTS
-                converted[id(o)] = o.clone() if rows else _as_bytes(o) if flag else o
-        return tuple(converted[id(o)] for o in out)
+            x0 = env._initial_state_from_uniform(_hash_uniform(key, counter, shape, x.dtype))
+        return (*_step_core(env, x, t, u, x0, None, ep_ret, acc, max_steps), counter + 1)
 
-    args = [a for a in example if a is not None]
-    with torch.no_grad():
-        with _FeatureMajorStack():
-            graph = make_fx(step, tracing_mode="fake")(*args)
-        # On CPU, the C++ wrapper allocates the outputs and calls the kernel without Python
-        # (~10 us less per step). Like eager ops (at::internal::GRAIN_SIZE), the kernel runs on
-        # one thread below 32,768 envs: there, an OpenMP fork/join costs more than it saves,
-        # and waiting for a descheduled thread on a busy machine costs milliseconds.
-        on_cpu = args[0].device.type == "cpu"
-        threads = 1 if args[0].shape[0] < _GRAIN_SIZE else -1
-        options = {"cpp_wrapper": on_cpu, "cpp.threads": threads}
-        return torch._inductor.compile(graph, args, options=options)
+    # torch.compile allows 8 compiles per code object, and every runner's step is compiled
+    # anew (its env, N, grad mode): a copy of the code per runner gives each its own 8
+    own = types.FunctionType(step.__code__.replace(), globals(), "step", None, step.__closure__)
+    # Like eager ops (at::internal::GRAIN_SIZE), the CPU kernel runs on one thread below 32,768
+    # envs: there an OpenMP fork/join costs more than it saves, and waiting for a descheduled
+    # thread on a busy machine costs milliseconds (the bench at 4,096 envs, 2 threads, loaded
+    # machine: 0.14-0.8 M steps/s with both threads, 11 M on one)
+    options = {"cpp.threads": 1 if x_rows < _GRAIN_SIZE else -1}
+    return torch.compile(own, fullgraph=True, dynamic=False, options=options)
 
 
 class VecEnv:
@@ -204,15 +165,14 @@ class VecEnv:
         device: where to run (defaults to the env's device); the env is moved there.
         seed: seed of the runner's ``torch.Generator`` (start states).
         validate: check every action's shape, dtype, device and finiteness (host sync).
-        fused: run the step as one compiled kernel (the fast path for large ``N``; the first
-            step with a new action dtype/shape compiles, which takes seconds).
+        fused: run the step compiled by ``torch.compile`` (2-4x faster per step on CPU; the
+            first step compiles, 4-13 s: worth it for long runs, see the module docstring).
         max_steps: time limit; defaults to ``env.spec.max_steps``.
 
     ``step(u)`` returns ``obs [N, obs_dim], reward [N], terminated [N], truncated [N], info``
     where ``info`` holds ``final_obs`` / ``final_state`` (the observation and state reached by
     the step, before any reset) and ``done`` (``terminated | truncated``). Returned tensors are
-    never written to afterwards; with ``fused=True`` the ``[N, dim]`` ones are feature-major
-    (strides ``(1, N)``).
+    never written to afterwards.
     """
 
     def __init__(
@@ -245,7 +205,7 @@ class VecEnv:
         self._hashed_resets = self.env.reset_noise_dim > 0
         self._counter = torch.zeros((), dtype=torch.int32, device=self.device)
         self._set_seed(seed)
-        self._compiled: dict[tuple[Any, ...], Callable[..., tuple[Tensor, ...]]] = {}
+        self._compiled: Callable[..., tuple[Tensor, ...]] | None = None
         self._state: Tensor | None = None
         dtype = self.env.dtype
         self._t = torch.zeros(num_envs, dtype=torch.int32, device=self.device)
@@ -426,8 +386,7 @@ class VecEnv:
         return self._starts.pop()
 
     def _put_state(self, x: Tensor) -> None:
-        # the fused step keeps states feature-major: [N, nx] views of [nx, N] buffers
-        self._state = x.T.contiguous().T if self.fused else x
+        self._state = x
         self._t = torch.zeros_like(self._t)
         self._host_t = 0 if self._lockstep else None
         self._ep_ret = torch.zeros_like(self._ep_ret)
@@ -473,28 +432,23 @@ class VecEnv:
     def _fused_step(
         self, u: Tensor, x0: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
-        params = list(self.env.params.values())  # compiled for inference: no graph is built
-        args = [self._state, self._t, u, x0, self._counter, self._key, self._ep_ret,
-                self._acc, *params]  # fmt: skip
-        layout = (u.dtype, u.shape, u.stride())
-        fn = self._compiled.get(layout)
-        if fn is None:  # a one-off compile of tens of seconds: say so (stderr)
+        args = (self._state, self._t, u, x0, self._counter, self._key, self._ep_ret, self._acc)
+        if self._compiled is not None:
+            out = self._compiled(*args)
+        else:  # the first step compiles (seconds; less with the inductor cache): say so
             print(
-                f"VecEnv: compiling the fused step of {self.spec.name} for {self.num_envs} envs "
-                "(once per action layout; tens of seconds)...",
+                f"VecEnv: compiling the step of {self.spec.name} for {self.num_envs} envs "
+                "with torch.compile...",
                 file=sys.stderr,
                 flush=True,
             )
             t0 = time.perf_counter()
-            fn = self._compiled[layout] = _compile_step(self.env, self.max_steps, args)
+            self._compiled = _compile_step(self.env, self.max_steps, x0 is None, self.num_envs)
+            out = self._compiled(*args)
             print(f"VecEnv: compiled in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        if x0 is None:
-            del args[3]
-        (obs, r, term, trunc, done, final_obs, x1, x, self._t, self._ep_ret, self._acc,
-         self._counter) = fn(*args)  # fmt: skip
-        self._state = x
-        info = {"final_obs": final_obs, "final_state": x1, "done": done.view(torch.bool)}
-        return obs, r, term.view(torch.bool), trunc.view(torch.bool), info
+        (obs, r, term, trunc, done, final_obs, x1, self._state, self._t, self._ep_ret, self._acc,
+         self._counter) = out  # fmt: skip
+        return obs, r, term, trunc, {"final_obs": final_obs, "final_state": x1, "done": done}
 
     def _validate_action(self, u: Tensor) -> None:
         self.env._check_action(u, torch.Size([self.num_envs]), "u")

@@ -78,11 +78,40 @@ def test_fused_path_equals_eager_reference(capsys):
     eager = _run(VecEnv(make("pendulum"), 16, seed=0, max_steps=9), 30)
     fused = _run(VecEnv(make("pendulum"), 16, seed=0, max_steps=9, fused=True), 30)
     err = capsys.readouterr().err  # the one-off compile is announced, once
-    assert err.count("VecEnv: compiling the fused step of pendulum for 16 envs") == 1
+    assert err.count("VecEnv: compiling the step of pendulum for 16 envs") == 1
     assert err.count("VecEnv: compiled in") == 1
     for x, y in zip(eager, fused):
         for s, t in zip(x, y):
             torch.testing.assert_close(s, t, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_step_under_inference_mode_with_gradients_and_parameter_changes():
+    env = make("pendulum", g=9.0)
+    fused, eager = (VecEnv(env, 8, seed=0, max_steps=6, fused=f) for f in (True, False))
+    for venv in (fused, eager):
+        venv.reset()
+    u = torch.full((8, 1), 0.5)
+    with torch.inference_mode():  # (trainers collect rollouts so)
+        for _ in range(4):
+            (obs_f, r_f, *_), (obs_e, r_e, *_) = fused.step(u), eager.step(u)
+            torch.testing.assert_close((obs_f, r_f), (obs_e, r_e))
+            assert obs_f.stride() == obs_e.stride()
+    env.params["g"].fill_(3.0)  # a parameter changed in place: the compiled step reads it
+    x = fused.state.clone()
+    u = u.clone().requires_grad_()
+    _, r, _, _, info = fused.step(u)
+    torch.testing.assert_close(info["final_state"], env.dynamics(x, u.detach()))
+    (grad,) = torch.autograd.grad(r.sum(), u)  # the compiled step is differentiable
+    torch.testing.assert_close(grad, torch.full((8, 1), -0.001))
+
+
+@pytest.mark.slow
+def test_more_fused_runners_than_torch_compiles_per_function():
+    # torch.compile allows 8 compiles per code object; each runner compiles its own step
+    for n in range(1, 11):
+        venv = VecEnv(make("pendulum"), n, seed=0, fused=True, validate=False)
+        venv.reset()
+        assert venv.step(torch.zeros(n, 1))[0].shape == (n, 3)
 
 
 def test_fused_cartpole_equals_eager_with_terminations_and_statistics():
