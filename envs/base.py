@@ -124,9 +124,8 @@ class Env:
     #: draws auto-reset start states inside its fused step with a counter-based RNG, and its
     #: eager step draws them (and their observations) for a block of steps ahead.
     reset_noise_dim: ClassVar[int] = 0
-    #: Whether stepping under ``torch.inference_mode`` costs no more than without it. False for
-    #: an env whose caches key on tensor version counters, which inference tensors lack (it
-    #: then recomputes instead); trainers run such an env outside inference mode.
+    #: Whether stepping under ``torch.inference_mode`` costs no more than without it (trainers
+    #: run an env that sets it False outside inference mode).
     fast_in_inference_mode: ClassVar[bool] = True
     spec: EnvSpec
 
@@ -284,8 +283,11 @@ class Env:
     def step(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Functional step: ``(x_next, obs_next, reward, terminated)`` (inputs validated as
         ``dynamics`` validates them: shapes, dtypes, device, NaN, discrete action range)."""
-        x1 = self.dynamics(x, u)
-        return x1, self._observe(x1), self._reward(x, u, x1), self._terminated(x1)
+        self._check_state(x)
+        self._check_action(u, x.shape[:-1])
+        self._check_values(x, u)
+        x1, r, term, obs = self._transition(x, u)
+        return x1, obs, r, term
 
     def __call__(self, x: Tensor, u: Tensor) -> Tensor:
         return self.dynamics(x, u)
@@ -318,11 +320,18 @@ class Env:
     def _terminated(self, x: Tensor) -> Tensor:
         return torch.zeros(x.shape[:-1], dtype=torch.bool, device=x.device)
 
-    def _transition(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(x_next, reward, observation of x_next)`` of one step, as ``VecEnv``'s eager step
-        takes them; an env may override it to share work between the three (same results)."""
+    def _transition(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``(x_next [..., nx], reward [...], terminated [...], observation of x_next
+        [..., obs_dim])`` of one step, as ``step`` and ``VecEnv`` take them. An env whose engine
+        computes the four in one call (Brax) overrides it; the results are the same."""
         x1 = self._dynamics(x, u)
-        return x1, self._reward(x, u, x1), self._observe(x1)
+        return x1, self._reward(x, u, x1), self._terminated(x1), self._observe(x1)
+
+    def _reset(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """``(start states [n, nx], their observations [n, obs_dim])``, as ``VecEnv`` takes
+        them; an env whose engine returns both from one call (Brax) overrides it."""
+        x0 = self._initial_state(n, generator)
+        return x0, self._observe(x0)
 
     # ------------------------------------------------------------------ helpers
     def _uniform(

@@ -17,9 +17,10 @@
   model's prediction, say) *replays* ``env.step`` with the physics step replaced by the pipeline
   state rebuilt from ``x_next``: every Brax reward here is a function of the pipeline states
   before and after the step and of the action, so the replay returns Brax's reward exactly.
-  ``observe``/``terminated`` replay the same way. When no gradient is being recorded, the
-  outputs of the last ``dynamics`` call (and of the last ``initial_state``) are cached and
-  returned for those very tensors, so ``Env.step`` and ``VecEnv`` cost one JAX call per step.
+  ``observe``/``terminated`` replay the same way. ``Env.step`` and ``VecEnv`` take the next
+  state, reward, done flag and observation of one ``env.step`` call together
+  (``Env._transition``), and the start states with their observations from one ``env.reset``
+  call (``Env._reset``): one JAX call per step, and one per auto-reset draw.
 * **Actions** lie in ``[-1, 1]`` per component (Brax's convention: its envs rescale or clip to
   the actuator ranges, and its PPO squashes actions with tanh). Brax clips to the actuator
   range, so the gradient w.r.t. an action component outside it is zero.
@@ -459,32 +460,6 @@ def _core_for(
 
 
 # ---------------------------------------------------------------------- the Env
-@dataclass
-class _Cached:
-    """Outputs computed alongside ``key`` tensors (identity + version checked)."""
-
-    keys: tuple[Tensor, ...]
-    versions: tuple[int, ...]
-    values: dict[str, Tensor]
-
-    def hit(self, *tensors: Tensor) -> bool:
-        return len(tensors) == len(self.keys) and all(
-            a is b and a._version == v for a, b, v in zip(tensors, self.keys, self.versions)
-        )
-
-
-def _cache(values: dict[str, Tensor], *keys: Tensor) -> _Cached | None:
-    # inference tensors keep no version counter, so an in-place change would go unnoticed:
-    # nothing is cached for them (the lookups replay the step instead)
-    if any(k.is_inference() for k in keys):
-        return None
-    return _Cached(keys, tuple(k._version for k in keys), values)
-
-
-def _recording(*tensors: Tensor) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 class BraxEnv(Env):
     """A Brax ``PipelineEnv`` as a diffctl ``Env`` (see the module docstring).
 
@@ -500,10 +475,6 @@ class BraxEnv(Env):
     Shapes: ``x [..., nx]`` with ``nx = nq + nqd`` (``+ nu`` for envs that observe the last
     action), ``u [..., nu]``, ``observe -> [..., obs_dim]``, ``reward``/``terminated -> [...]``.
     """
-
-    # one JAX call gives the next state, observation, reward and done; the others are looked up
-    # by the state's version counter, which inference tensors lack (they are replayed instead)
-    fast_in_inference_mode = False
 
     def __init__(
         self,
@@ -556,8 +527,6 @@ class BraxEnv(Env):
             max_steps=max_steps,
             extra={"backend": core.env.backend, "layout": layout},
         )
-        self._last: _Cached | None = None
-        self._reset: _Cached | None = None
 
     @property
     def brax_env(self) -> Any:
@@ -609,60 +578,38 @@ class BraxEnv(Env):
         A, B = _JaxFunction.apply(self._core.jacobians, x.to(self.dtype), u.to(self.dtype))
         return A, B
 
-    def _initial_state(self, n: int, generator: torch.Generator | None) -> Tensor:
+    def _reset(self, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         # a JAX PRNG key per row (two 32-bit words) from the torch generator, then Brax's reset
         bits = torch.randint(
             -(2**31), 2**31, (n, 2), generator=generator, device=self.device, dtype=torch.int64
         ).to(torch.int32)
-        x0, obs0, done0 = self._core.reset.forward(bits)
-        self._reset = _cache({"obs": obs0, "done": done0 > 0.5}, x0)
-        return x0
+        x0, obs0, _ = self._core.reset.forward(bits)
+        return x0, obs0
 
-    def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
+    def _initial_state(self, n: int, generator: torch.Generator | None) -> Tensor:
+        return self._reset(n, generator)[0]
+
+    def _transition(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         core = self._core
         batch = x.shape[:-1]
         x1, obs, r, done = _JaxFunction.apply(
             core.transition, self._flat(x, core.nx), self._flat(u, core.nu)
         )
-        x1 = x1.reshape(*batch, core.nx)
-        if _recording(x, u):
-            self._last = None
-        else:
-            values = {
-                "obs": obs.reshape(*batch, -1),
-                "reward": r.reshape(batch),
-                "done": (done > 0.5).reshape(batch),
-            }
-            self._last = _cache(values, x, u, x1)
-        return x1
+        x1, obs = x1.reshape(*batch, core.nx), obs.reshape(*batch, -1)
+        return x1, r.reshape(batch), (done > 0.5).reshape(batch), obs
+
+    def _dynamics(self, x: Tensor, u: Tensor) -> Tensor:
+        return self._transition(x, u)[0]
 
     def _reward(self, x: Tensor, u: Tensor, x_next: Tensor) -> Tensor:
-        last = self._last
-        if last is not None and not _recording(x, u, x_next) and last.hit(x, u, x_next):
-            return last.values["reward"]
         return self._replay(x, u, x_next)[1]
 
     def _observe(self, x: Tensor) -> Tensor:
-        cached = self._lookup_state("obs", x)
-        return cached if cached is not None else self._self_replay(x)[0]
+        return self._self_replay(x)[0]
 
     def _terminated(self, x: Tensor) -> Tensor:
-        cached = self._lookup_state("done", x)
-        if cached is not None:
-            return cached
         with torch.no_grad():
             return self._self_replay(x)[1]
-
-    def _lookup_state(self, name: str, x: Tensor) -> Tensor | None:
-        """Cached value for a state produced by the last ``dynamics``/``initial_state`` call."""
-        if _recording(x):
-            return None
-        last, reset = self._last, self._reset
-        if last is not None and x is last.keys[2] and x._version == last.versions[2]:
-            return last.values[name]
-        if reset is not None and reset.hit(x):
-            return reset.values[name]
-        return None
 
     def __repr__(self) -> str:
         return (

@@ -107,15 +107,12 @@ def _step_core(
     episodes, their count, and the return and length of the most recent one. ``t`` counts the
     steps of the current episodes (so it is also their length).
     """
-    x1 = env._dynamics(x, u)
-    r = env._reward(x, u, x1)
-    term = env._terminated(x1)
+    x1, r, term, final_obs = env._transition(x, u)
     t1 = t + 1
     trunc = (t1 >= max_steps) & ~term
     done = term | trunc
     ret = ep_ret + r
     finished = (acc[_SUM] + ret, acc[_SUM_SQ] + ret * ret, acc[_COUNT] + 1, ret, t1.to(ret.dtype))
-    final_obs = env._observe(x1)
     # observations are per row: observe(where(done, x0, x1)) = where(done, obs0, obs1)
     acc = torch.where(done, torch.stack(finished), acc)
     x_new = torch.where(done[:, None], x0, x1)
@@ -241,8 +238,9 @@ class VecEnv:
                 raise TypeError(f"seed: expected an int, got {type(seed).__name__}")
             self._set_seed(seed)
             self._counter = torch.zeros_like(self._counter)
-        self._put_state(self.env._initial_state(self.num_envs, self.generator))
-        return self.env._observe(self._state)
+        x0, obs0 = self.env._reset(self.num_envs, self.generator)
+        self._put_state(x0)
+        return obs0
 
     def set_state(self, x: Tensor) -> Tensor:
         """Put every env in state ``x [N, nx]`` at step 0; returns the observation."""
@@ -260,15 +258,16 @@ class VecEnv:
             raise RuntimeError("VecEnv: call reset() before step()")
         if self.validate:
             self._validate_action(u)
-        x0 = None if self._hashed_resets else self.env._initial_state(self.num_envs, self.generator)
+        n, generator = self.num_envs, self.generator
         if self.fused:
+            x0 = None if self._hashed_resets else self.env._initial_state(n, generator)
             return self._fused_step(u, x0)
-        if x0 is None and self._host_t is not None:  # start states drawn at time limits only
+        if self._hashed_resets and self._host_t is not None:  # starts drawn at time limits only
             return self._lockstep_step(u, None, None)
-        obs0 = None
-        if x0 is None:
+        if self._hashed_resets:
             x0, obs0, self._counter = self._next_start()
         else:
+            x0, obs0 = self.env._reset(n, generator)
             self._counter = self._counter + 1
         if self._host_t is not None:
             return self._lockstep_step(u, x0, obs0)
@@ -400,7 +399,7 @@ class VecEnv:
         (the steps before only count towards ``_counter``); the other steps return all-false
         flags made for a block of steps at once."""
         x, env, n = self._state, self.env, self.num_envs
-        x1, r, final_obs = env._transition(x, u)
+        x1, r, _, final_obs = env._transition(x, u)
         ret = self._ep_ret + r
         t1 = self._host_t + 1
         if t1 < self.max_steps:
@@ -422,12 +421,11 @@ class VecEnv:
         self._acc = torch.stack(
             (acc[_SUM] + ret, acc[_SUM_SQ] + ret * ret, acc[_COUNT] + 1, ret, length)
         )
-        obs = env._observe(x0) if obs0 is None else obs0
         self._state, self._ep_ret, self._host_t = x0, torch.zeros_like(ret), 0
         term = torch.zeros(n, dtype=torch.bool, device=self.device)
         yes = torch.ones(2, n, dtype=torch.bool, device=self.device).unbind(0)
         info = {"final_obs": final_obs, "final_state": x1, "done": yes[1]}
-        return obs, r, term, yes[0], info
+        return obs0, r, term, yes[0], info
 
     def _fused_step(
         self, u: Tensor, x0: Tensor | None
