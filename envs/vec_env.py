@@ -11,7 +11,8 @@ same shapes, strides and values (to rounding). Gradients flow through the compil
 TorchInductor keeps its compiled kernels on disk (its FX graph and AOTAutograd caches, on by
 default, in ``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_<user>``), so a later
 process skips code generation and the C++ compiler; TorchDynamo still traces the step once per
-runner.
+runner, and again when the action's dtype or shape, the grad or inference mode, or the identity
+of a parameter tensor changes (a parameter changed in place needs no new trace).
 
 When ``VecEnv`` compiles: only when asked (``fused=True``); the default is eager. Measured on
 CPU (cart-pole, one torch thread, a 2-core machine shared with other jobs, so the figures are
