@@ -11,8 +11,8 @@ same shapes, strides and values (to rounding). Gradients flow through the compil
 TorchInductor keeps its compiled kernels on disk (its FX graph and AOTAutograd caches, on by
 default, in ``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_<user>``), so a later
 process skips code generation and the C++ compiler; TorchDynamo still traces the step once per
-runner, and again when the action's dtype or shape, the grad or inference mode, or the identity
-of a parameter tensor changes (a parameter changed in place needs no new trace).
+runner, and again when the action's dtype or shape or the grad or inference mode changes (a
+parameter changed in place or replaced needs no new trace).
 
 When ``VecEnv`` compiles: only when asked (``fused=True``); the default is eager. Measured on
 CPU (cart-pole, one torch thread, a 2-core machine shared with other jobs, so the figures are
@@ -132,7 +132,7 @@ def _compile_step(
 
     Arguments ``x [N, nx], t [N], u, x0 [N, nx] | None, counter [], key [], ep_ret [N],
     acc [5, N]``; returns ``_step_core``'s results and the next counter. The env's parameters
-    are read inside, so changing one in place takes effect (replacing one recompiles)."""
+    are read inside, so changing or replacing one takes effect."""
 
     def step(
         x: Tensor, t: Tensor, u: Tensor, x0: Tensor | None, counter: Tensor, key: Tensor,

@@ -96,7 +96,8 @@ def test_fused_step_under_inference_mode_with_gradients_and_parameter_changes():
             (obs_f, r_f, *_), (obs_e, r_e, *_) = fused.step(u), eager.step(u)
             torch.testing.assert_close((obs_f, r_f), (obs_e, r_e))
             assert obs_f.stride() == obs_e.stride()
-    env.params["g"].fill_(3.0)  # a parameter changed in place: the compiled step reads it
+    env.params["g"].fill_(3.0)  # parameters changed in place or replaced: the step reads them
+    env.params["l"] = torch.tensor(1.5)
     x = fused.state.clone()
     u = u.clone().requires_grad_()
     _, r, _, _, info = fused.step(u)
