@@ -5,14 +5,16 @@ following CleanRL's ``sac_continuous_action.py``.
 Update (one minibatch ``(o, a, r, o', d)`` from the replay buffer):
 
 - critic: ``y = r + gamma (1 - d) [min_i Q'_i(o', a') - alpha log pi(a'|o')]``, ``a' ~ pi(.|o')``;
-  minimise ``sum_i (Q_i(o, a) - y)^2`` (eq. 5-6);
+  minimise ``sum_i mean_B (Q_i(o, a) - y)^2`` (eq. 5-6);
 - actor (every ``policy_frequency`` updates, that many times, as CleanRL):
-  minimise ``alpha log pi(a~|o) - min_i Q_i(o, a~)`` with reparameterised ``a~`` (eq. 7, 11);
-- temperature: minimise ``-log alpha * (log pi(a~|o) + target_entropy)`` (eq. 18);
+  minimise ``mean_B [alpha log pi(a~|o) - min_i Q_i(o, a~)]`` with reparameterised ``a~``
+  (eq. 7, 11);
+- temperature: minimise ``-log alpha * mean_B (log pi(a~|o) + target_entropy)`` (eq. 18);
 - targets: Polyak averaging with ``tau``.
 
-The update runs without autograd (``SACLearner``: gradients derived by hand, twin critics as one
-stacked network; see ``diffctl.agents.offpolicy``), checked against autograd in the tests.
+The losses are plain autograd code; with ``config.compile`` they run through ``torch.compile``
+(``offpolicy.compiled``). The Gaussian noise is drawn outside them, from the run's generator
+(the compiler cannot trace a ``torch.Generator``), and passed in.
 """
 
 from __future__ import annotations
@@ -21,18 +23,13 @@ import os
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffctl.agents.common import Agent, Callback, TrainResult, seeded_init
+from diffctl.agents.common import Agent, TrainResult, seeded_init
+from diffctl.agents.loop import Callback
 from diffctl.agents.networks import QCritic, SquashedGaussianActor
-from diffctl.agents.offpolicy import (
-    Critics,
-    ReluMLP,
-    adam,
-    constant,
-    mean,
-    train_off_policy,
-)
+from diffctl.agents.offpolicy import SoftUpdate, adam, compiled, frozen, train_off_policy
 from diffctl.configs.agents import SAC_PRESETS as PRESETS
 from diffctl.configs.agents import SACConfig
 
@@ -43,6 +40,7 @@ __all__ = [
     "default_config",
     "make_agent",
     "make_learner",
+    "rsample",
     "SACLearner",
     "train",
 ]
@@ -63,6 +61,8 @@ class _Temperature(nn.Module):
 
 
 def make_agent(spec: Any, config: SACConfig, seed: int = 0) -> Agent:
+    """The squashed-Gaussian actor, twin critics, their targets and the temperature."""
+
     def build() -> Agent:
         h = config.hidden
         actor = SquashedGaussianActor(
@@ -84,115 +84,96 @@ def make_agent(spec: Any, config: SACConfig, seed: int = 0) -> Agent:
     return seeded_init(seed, build)
 
 
-class SACLearner:
-    """SAC's updates (see the module docstring) with hand-derived gradients (``offpolicy``).
+def rsample(actor: SquashedGaussianActor, obs: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """``actor.sample(obs)`` with its standard-normal draw ``eps [B, act_dim]`` given:
+    ``(action [B, act_dim], log pi(action | obs) [B])``, reparameterised (eq. 11:
+    ``a = scale tanh(mu + sigma eps) + bias``, with the tanh change of variables of appendix C)."""
+    mu, log_std = actor.head(actor.act_fn(actor.trunk(obs))).chunk(2, -1)
+    log_std = log_std.clamp(actor.log_std_min, actor.log_std_max)
+    u = torch.addcmul(mu, log_std.exp(), eps)
+    # log N(u) - sum log(scale (1 - tanh(u)^2)), the constants in _logp_const (as actor.sample)
+    per_dim = 2 * (u + F.softplus(-2 * u)) - log_std - 0.5 * eps.square()
+    logp = per_dim.sum(-1) - actor._logp_const
+    return torch.addcmul(actor.bias, torch.tanh(u), actor.scale), logp
 
-    Actor loss per sample, with ``u = mu + sigma eps``, ``a = scale tanh(u) + bias`` and
-    ``log pi = sum_j [2 (u + softplus(-2u)) - log sigma - eps^2 / 2] - const``
-    (``SquashedGaussianActor.sample``): ``alpha log pi - min_i Q_i(o, a)``, so
-    ``d/du = 2 alpha tanh(u) - dQ/da scale (1 - tanh(u)^2)`` and
-    ``d/dlog sigma = sigma eps d/du - alpha`` (zero where the clamp of ``log sigma`` is
-    active); the min routes the gradient to the smaller critic (ties, of measure zero, to
-    ``Q_2``). Temperature: ``d/dlog alpha = -(mean log pi + target_entropy)``.
-    """
+
+class SACLearner:
+    """SAC's update (see the module docstring) on an agent from ``make_agent``. The actor and
+    the temperature take one step on the sum of their losses (their gradients are separate:
+    each loss treats the other's parameters as constants), with one Adam of two parameter
+    groups (``actor_lr``, ``alpha_lr``)."""
 
     def __init__(self, agent: Agent, cfg: SACConfig) -> None:
-        actor, nets = agent.actor, agent.nets
+        nets = agent.nets
         self.cfg = cfg
-        self.critics = Critics(
-            [nets["q1"].net, nets["q2"].net],
-            [nets["q1_target"].net, nets["q2_target"].net],
-            cfg.critic_lr,
-            agent.spec.obs_dim,
-        )
-        self.actor_opt = adam(actor.parameters(), cfg.actor_lr)
-        self.optimizers = {"actor": self.actor_opt, "critics": self.critics.optimizer}
+        self.actor = agent.actor
+        self.q1, self.q2 = nets["q1"], nets["q2"]
+        self.q1_target, self.q2_target = nets["q1_target"], nets["q2_target"]
         self.log_alpha = nets["temperature"].log_alpha
-        if cfg.autotune:
-            self.optimizers["alpha"] = adam([self.log_alpha], cfg.alpha_lr)
-        self.pi = ReluMLP((actor.trunk, actor.act_fn, actor.head))
-        self.log_std_min, self.log_std_max = actor.log_std_min, actor.log_std_max
-        self.scale, self.bias, self.logp_const = actor.scale, actor.bias, actor._logp_const
-        self.low, self.high = agent.action_low, agent.action_high
+        self.log_alpha.requires_grad_(cfg.autotune)
         self.target_entropy = -float(agent.spec.act_dim)
-        self.constants: dict[Any, Tensor] = {}
-
-    def _c(self, value: float, like: Tensor) -> Tensor:
-        return constant(self.constants, value, like)
-
-    def _gaussian(
-        self, obs: Tensor, gen: torch.Generator, inputs: list[Tensor] | None = None
-    ) -> tuple[Tensor, ...]:
-        """``(u, eps, sigma, log sigma before and after the clamp)`` of a reparameterised draw
-        ``u = mu + sigma eps`` (``SquashedGaussianActor.sample``'s ops)."""
-        mu, log_std_raw = self.pi.forward(obs, inputs)[0].chunk(2, -1)
-        log_std = log_std_raw.clamp(self.log_std_min, self.log_std_max)
-        std = log_std.exp()
-        eps = torch.randn(mu.shape, generator=gen, device=mu.device, dtype=mu.dtype)
-        return torch.addcmul(mu, std, eps), eps, std, log_std_raw, log_std
-
-    def _sample(
-        self, obs: Tensor, gen: torch.Generator, inputs: list[Tensor] | None = None
-    ) -> tuple[Tensor, Tensor, tuple[Tensor, ...]]:
-        """``SquashedGaussianActor.sample`` without autograd (the same log-density in fewer ops):
-        ``(action, log_prob, (tanh(u), sigma, eps, log sigma before and after the clamp))``."""
-        u, eps, std, log_std_raw, log_std = self._gaussian(obs, gen, inputs)
-        # log N(u; mu, sigma) - log(scale (1 - tanh(u)^2)) per dim, up to -logp_const, is
-        # 2 log(2 cosh u) - log sigma - eps^2 / 2 = 2 [logaddexp(u, -u) - log sigma / 2 - eps^2 / 4]
-        half = torch.addcmul(
-            torch.sub(torch.logaddexp(u, -u), log_std, alpha=0.5), eps, eps, value=-0.25
+        self.critic_opt = adam([*self.q1.parameters(), *self.q2.parameters()], cfg.critic_lr)
+        groups = [{"params": list(self.actor.parameters()), "lr": cfg.actor_lr}]
+        if cfg.autotune:
+            groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
+        self.policy_opt = adam(groups, cfg.actor_lr)
+        self.optimizers = {"critic": self.critic_opt, "policy": self.policy_opt}
+        self.update_targets = SoftUpdate(
+            [(self.q1_target, self.q1), (self.q2_target, self.q2)], cfg.tau
         )
-        logp = torch.add(self._c(-self.logp_const, u), half.sum(-1), alpha=2.0)
-        t = torch.tanh(u)
-        return torch.addcmul(self.bias, t, self.scale), logp, (t, std, eps, log_std_raw, log_std)
+        self.critic_loss = compiled(self.critic_loss, cfg.compile)
+        self.policy_loss = compiled(self.policy_loss, cfg.compile)
 
-    def explore(self, obs: Tensor, gen: torch.Generator) -> Tensor:
-        """``agent.act(obs, deterministic=False, generator=gen)`` (no log-density needed)."""
+    def critic_loss(
+        self, o: Tensor, a: Tensor, r: Tensor, o2: Tensor, not_done: Tensor, eps: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``(sum_i mean_B (Q_i(o, a) - y)^2, mean_B Q_1(o, a))`` with the soft clipped
+        double-Q target ``y`` (eq. 5-6) of ``a' = rsample(actor, o', eps)``."""
         with torch.no_grad():
-            u = self._gaussian(obs.to(self.scale.dtype), gen)[0]
-            return torch.addcmul(self.bias, torch.tanh(u), self.scale).clamp(self.low, self.high)
+            a2, logp2 = rsample(self.actor, o2, eps)
+            q_next = torch.minimum(self.q1_target(o2, a2), self.q2_target(o2, a2))
+            y = r + self.cfg.gamma * not_done * (q_next - self.log_alpha.exp() * logp2)
+        q1, q2 = self.q1(o, a), self.q2(o, a)
+        return F.mse_loss(q1, y) + F.mse_loss(q2, y), q1.detach().mean()
 
-    @torch.no_grad()
+    def policy_loss(self, o: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(actor loss + temperature loss, actor loss, mean_B log pi(a~|o))`` with
+        ``a~ = rsample(actor, o, eps)``: the actor loss ``mean_B [alpha log pi(a~|o) -
+        min_i Q_i(o, a~)]`` (eq. 7, 11) and the temperature loss ``-log alpha mean_B
+        (log pi(a~|o) + target_entropy)`` (eq. 18)."""
+        a, logp = rsample(self.actor, o, eps)
+        q = torch.minimum(self.q1(o, a), self.q2(o, a))
+        actor_loss = (self.log_alpha.detach().exp() * logp - q).mean()
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+        return actor_loss + alpha_loss, actor_loss.detach(), logp.detach().mean()
+
     def update(
         self, batch: dict[str, Tensor], gen: torch.Generator, n_update: int
     ) -> dict[str, Tensor]:
         """One SAC update on ``batch`` (see the module docstring)."""
-        cfg, critics = self.cfg, self.critics
+        cfg = self.cfg
         o, a, r, o2 = batch["obs"], batch["actions"], batch["rewards"], batch["next_obs"]
-        n = o.shape[0]
-        alpha = self.log_alpha.exp()
-        a2, logp2, _ = self._sample(o2, gen)
-        q_next = critics.targets_min(torch.cat([o2, a2], -1)) - alpha * logp2
         not_done = (~batch["terminated"]).to(r.dtype)
-        y = torch.addcmul(r, not_done, q_next, value=cfg.gamma)
-        critic_loss, q_mean = critics.step(torch.cat([o, a], -1), y)
-        out = {"critic_loss": critic_loss, "q": q_mean}
+
+        def noise() -> Tensor:
+            return torch.randn(a.shape, generator=gen, device=a.device, dtype=a.dtype)
+
+        critic_loss, q = self.critic_loss(o, a, r, o2, not_done, noise())
+        self.critic_opt.zero_grad()
+        critic_loss.backward()
+        self.critic_opt.step()
+        out = {"critic_loss": critic_loss.detach(), "q": q}
         if n_update % cfg.policy_frequency == 0:
             for _ in range(cfg.policy_frequency):  # delayed but as many actor steps (CleanRL)
-                alpha = self.log_alpha.exp()
-                inputs: list[Tensor] = []
-                a_pi, logp, (t, std, eps, log_std_raw, log_std) = self._sample(o, gen, inputs)
-                q, rec = critics.forward(torch.cat([o, a_pi], -1))
-                # d/dQ_k of -mean_B min(Q_1, Q_2): -1/B on the smaller critic
-                smaller = torch.stack([q[0] < q[1], q[0] >= q[1]])
-                ga = critics.action_grad(rec, smaller * self._c(-1.0 / n, q))
-                sech2 = torch.addcmul(self._c(1.0, t), t, t, value=-1.0)  # d tanh(u) / du
-                g_u = torch.addcmul(t * (alpha * self._c(2.0 / n, t)), ga * self.scale, sech2)
-                g_log_std = torch.addcmul(alpha * self._c(-1.0 / n, t), g_u * std, eps)
-                g_log_std = g_log_std * (log_std == log_std_raw)  # the clamp's gradient
-                grad = torch.cat([g_u, g_log_std], -1)
-                self.pi.backward(inputs, grad[None])
-                self.actor_opt.step()
-                logp_mean = mean(self.constants, logp)
-                if cfg.autotune:
-                    neg_target = self._c(-self.target_entropy, logp_mean)
-                    torch.sub(neg_target, logp_mean, out=self.log_alpha.grad)
-                    self.optimizers["alpha"].step()
-            q_min = mean(self.constants, torch.minimum(q[0], q[1]))
-            out["actor_loss"] = alpha * logp_mean - q_min
-            out["alpha"] = self.log_alpha.exp()
-            out["entropy"] = -logp_mean
-        critics.polyak.update(cfg.tau)
+                with frozen(self.q1, self.q2):  # the critics are constants here
+                    loss, actor_loss, logp = self.policy_loss(o, noise())
+                self.policy_opt.zero_grad()
+                loss.backward()
+                self.policy_opt.step()
+            out["actor_loss"] = actor_loss
+            out["alpha"] = self.log_alpha.detach().exp()
+            out["entropy"] = -logp
+        self.update_targets()
         return out
 
 
