@@ -83,7 +83,7 @@ def train(
         optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
-    obs = runner.reset(seed=seed)
+    runner.reset(seed=seed)
     batch_size = cfg.num_envs * cfg.num_steps
     num_iterations = cfg.total_steps // batch_size
     # A2C's batches are tiny: one history record (and callback, checkpoint) per ~2048 steps
@@ -97,7 +97,6 @@ def train(
         optimizer.load_state_dict(ts["optimizer"])
         gen.set_state(ts["generator"])
         restore_runner(runner, ts["runner"])
-        obs = ts["obs"].to(dev)
         iteration, history, wall = ts["iteration"], ts["history"], ts["wall_time"]
     logger = IterationLogger(runner, checkpoint, checkpoint_every, callback, history, wall)
 
@@ -106,7 +105,6 @@ def train(
             "optimizer": optimizer.state_dict(),
             "generator": gen.get_state(),
             "runner": runner_state(runner),
-            "obs": obs,
             "iteration": iteration,
         }
 
@@ -116,23 +114,24 @@ def train(
         if cfg.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / num_iterations
             optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
-        batch, obs = collect_on_policy(runner, agent, obs, cfg.num_steps, gen)
-        values = critic(batch["obs"])
+        traj = collect_on_policy(runner, agent, cfg.num_steps, gen)
+        obs, actions = traj.extras["policy_obs"], traj.extras["sample"]
+        values = critic(obs)
         with torch.no_grad():
-            next_values = critic(batch["final_obs"])
+            next_values = critic(traj.next_obs)
             adv, returns = gae(
-                batch["rewards"],
+                traj.rewards,
                 values.detach(),
                 next_values,
-                batch["terminated"],
-                batch["truncated"],
+                traj.terminated,
+                traj.truncated,
                 cfg.gamma,
                 cfg.gae_lambda,
                 check_finite=False,  # no host sync per update
             )
             if cfg.norm_adv:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        logp, entropy = agent.actor.log_prob_entropy(batch["obs"], batch["actions"])
+        logp, entropy = agent.actor.log_prob_entropy(obs, actions)
         pg_loss = score_function_loss(logp, adv)
         v_loss = ((values - returns) ** 2).mean()
         ent = entropy.mean()

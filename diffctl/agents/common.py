@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffctl.data import atomic_write, content_digest
+from diffctl.data import Trajectory, atomic_write, content_digest, rollout
 from diffctl.envs import Env, EnvSpec, VecEnv, as_device, make
 
 __all__ = [
@@ -442,66 +442,28 @@ class IterationLogger:
 
 
 # --------------------------------------------------------------------------- on-policy data
-@torch.no_grad()
 def collect_on_policy(
-    runner: Any, agent: Agent, obs: Tensor, num_steps: int, generator: torch.Generator
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Run the stochastic policy for ``num_steps`` steps of every env of ``runner``.
+    runner: Any, agent: Agent, num_steps: int, generator: torch.Generator
+) -> Trajectory:
+    """Run the stochastic policy for ``num_steps`` steps of every env of ``runner``, from where
+    it stands (``diffctl.data.rollout`` with a policy that normalises, samples and clips).
 
-    Everything stays on the runner's device (no host synchronisation). The observation
-    normaliser is frozen during the rollout (its statistics are updated by the caller), so the
-    stored ``obs`` are exactly what the policy saw.
+    The observation normaliser is frozen during the rollout (the caller updates it), so the
+    normalised observations kept are exactly what the policy saw. Everything stays on the
+    runner's device (no host synchronisation).
 
-    Returns ``(batch, next_obs)``: ``batch`` holds time-major ``[T, N, ...]`` tensors ``obs``
-    (normalised), ``raw_obs``, ``actions`` (unclipped samples), ``log_probs``, ``rewards``,
-    ``terminated``, ``truncated`` and ``final_obs`` (raw observation reached by each step,
-    before any auto-reset); ``next_obs`` is the raw observation to continue from.
-
-    An actor with ``rollout_sampler(num_envs, num_steps, generator) -> (draw, log_probs)``
-    (``GaussianActorCritic``) draws the noise of the whole rollout at once and samples through
-    ``draw(obs) -> action``, with its weights taken once for the rollout; other actors use
-    ``sample(obs, generator)`` step by step.
+    Returns a time-major ``Trajectory`` (``T = num_steps``, ``B = runner.num_envs``): ``obs``
+    and ``next_obs`` raw (``next_obs`` before any auto-reset), ``actions`` as stepped (clipped
+    to the box), and ``extras``: ``policy_obs [T, B, obs_dim]`` (normalised), ``sample``
+    (the unclipped actions drawn) and ``log_prob [T, B]`` (of ``sample``).
     """
-    norm = agent.obs_normalizer
-    if norm is not None:  # frozen statistics: normalise as norm.normalize does, in fewer ops
-        mean, std, clip = norm.mean.to(obs.dtype), norm.std.to(obs.dtype), norm.clip
-        if clip is not None:  # (a clamp to tensor bounds costs less than to Python numbers)
-            clip = tuple(
-                torch.full((), c, dtype=obs.dtype, device=obs.device) for c in (-clip, clip)
-            )
-    sampler = getattr(agent.actor, "rollout_sampler", None)
-    draw, log_probs = None, None
-    if sampler is not None:
-        draw, log_probs = sampler(obs.shape[0], num_steps, generator)
-    bounds = None if agent.spec.discrete else (agent.action_low, agent.action_high)
-    keys = ("obs", "raw_obs", "actions", "rewards", "terminated", "truncated", "final_obs")
-    out: tuple[list[Tensor], ...] = tuple([] for _ in keys)
-    o_s, raw_s, act_s, rew_s, term_s, trunc_s, final_s = out
-    logp_s: list[Tensor] = []
-    for _ in range(num_steps):
-        o = obs
-        if norm is not None:  # (the in-place ops write to the fresh difference only)
-            o = torch.sub(obs, mean).div_(std)
-            o = o if clip is None else o.clamp_(*clip)
-        if draw is None:
-            action, logp = agent.actor.sample(o, generator)
-            logp_s.append(logp)
-        else:
-            action = draw(o)
-        next_obs, reward, term, trunc, info = runner.step(
-            action if bounds is None else action.clamp(*bounds)  # agent.clip_action
-        )
-        o_s.append(o)
-        raw_s.append(obs)
-        act_s.append(action)
-        rew_s.append(reward)
-        term_s.append(term)
-        trunc_s.append(trunc)
-        final_s.append(info["final_obs"])
-        obs = next_obs
-    batch = {k: torch.stack(v) for k, v in zip(keys, out)}
-    batch["log_probs"] = torch.stack(logp_s) if log_probs is None else log_probs
-    return batch, obs
+
+    def policy(obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        o = agent.normalize_obs(obs)
+        action, log_prob = agent.actor.sample(o, generator)
+        return agent.clip_action(action), {"policy_obs": o, "sample": action, "log_prob": log_prob}
+
+    return rollout(runner, policy, num_steps)
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -109,7 +109,7 @@ def train(
     )
     gen = torch.Generator(device=dev)
     gen.manual_seed(seed)
-    obs = runner.reset(seed=seed)
+    runner.reset(seed=seed)
     batch_size = cfg.num_envs * cfg.num_steps
     num_iterations = cfg.total_steps // batch_size
     iteration, history, wall = 0, [], 0.0
@@ -123,7 +123,6 @@ def train(
             v_opt.load_state_dict(ts["v_opt"])
         gen.set_state(ts["generator"])
         restore_runner(runner, ts["runner"])
-        obs = ts["obs"].to(dev)
         iteration, history, wall = ts["iteration"], ts["history"], ts["wall_time"]
     logger = IterationLogger(runner, checkpoint, checkpoint_every, callback, history, wall)
 
@@ -133,15 +132,15 @@ def train(
             "v_opt": None if v_opt is None else v_opt.state_dict(),
             "generator": gen.get_state(),
             "runner": runner_state(runner),
-            "obs": obs,
             "iteration": iteration,
         }
 
     while iteration < num_iterations:
         iteration += 1
-        batch, obs = collect_on_policy(runner, agent, obs, cfg.num_steps, gen)
-        done = batch["terminated"] | batch["truncated"]
-        returns = rewards_to_go(batch["rewards"], cfg.gamma, done, check_finite=False)
+        traj = collect_on_policy(runner, agent, cfg.num_steps, gen)
+        obs, actions = traj.extras["policy_obs"], traj.extras["sample"]
+        done = traj.terminated | traj.truncated
+        returns = rewards_to_go(traj.rewards, cfg.gamma, done, check_finite=False)
         # steps of a row's unfinished last episode have no complete return: mask them out
         # (valid[t] = some episode end at or after t, a reverse cumulative max of done)
         valid = done.flip(0).cummax(0).values.flip(0)
@@ -149,13 +148,13 @@ def train(
         if cfg.baseline:
             baseline = agent.nets["baseline"]
             for _ in range(cfg.baseline_epochs):
-                v = baseline(batch["obs"])
+                v = baseline(obs)
                 v_loss = (((returns - v) ** 2) * valid).sum() / valid.sum().clamp(min=1)
                 v_opt.zero_grad(set_to_none=True)
                 v_loss.backward()
                 v_opt.step()
             with torch.no_grad():
-                adv = returns - baseline(batch["obs"])
+                adv = returns - baseline(obs)
         else:
             adv = returns
         if cfg.norm_adv:
@@ -163,7 +162,7 @@ def train(
             mean = (adv * valid).sum() / n
             std = ((((adv - mean) ** 2) * valid).sum() / n).sqrt()
             adv = (adv - mean) / (std + 1e-8)
-        logp, entropy = agent.actor.log_prob_entropy(batch["obs"], batch["actions"])
+        logp, entropy = agent.actor.log_prob_entropy(obs, actions)
         pg_loss = score_function_loss(logp, adv, valid)
         pi_opt.zero_grad(set_to_none=True)
         pg_loss.backward()

@@ -206,9 +206,10 @@ class PPOConfig:
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
     log_std_init: float = 0.0
-    manual_grad: bool = True
-    """differentiate the minibatch loss by hand (Gaussian policies on tanh / relu nets; autograd
-    otherwise): the same update in a third of the ops. False: always autograd"""
+    compile: bool = False
+    """compile the minibatch loss and its backward with ``torch.compile``: about a third off
+    each minibatch update on CPU, but a cold compile takes tens of seconds and even a warm
+    cache about 2 s per process, more than it saves in runs of this size"""
 
     def __post_init__(self) -> None:
         for name in ("total_steps", "num_envs", "num_steps", "num_minibatches", "update_epochs"):
