@@ -17,6 +17,11 @@ speed with that noise (the median over seeds damps it); the total training time 
 speed alone.
 ``train_cpu_s`` is the process CPU time of training: on a shared machine it moves less with
 the other load than the wall time does (ours and SB3 run one after the other).
+
+``--compile`` compiles our minibatch loss (``PPOConfig.compile``), and our times then include
+the compile: its graphs come from inductor's on-disk cache when an earlier process compiled
+them (warm); for the cold figure point the cache at an empty folder
+(``TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) diffctl bench ppo --compile``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     add_seed_arguments(p)
     p.add_argument("--skip-peer", action="store_true", help="run ours only")
+    p.add_argument("--compile", action="store_true", help="compile our minibatch loss")
     return p.parse_args(argv)
 
 
@@ -184,7 +190,7 @@ def run(argv: list[str]) -> BenchResult:
     threads = set_threads(args.threads)
     cfg = PRESETS["pendulum"]
     steps = args.total_steps or (40_960 if args.quick else cfg.total_steps)
-    cfg = dataclasses.replace(cfg, total_steps=steps)
+    cfg = dataclasses.replace(cfg, total_steps=steps, compile=args.compile)
     result = BenchResult(name="ppo")
     result.notes.append(f"PPO {cfg}; torch threads {threads}; one process, same CPU")
     peer_ok = result.peer_available("stable_baselines3", skip=args.skip_peer)
