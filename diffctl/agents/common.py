@@ -45,7 +45,6 @@ __all__ = [
     "IterationLogger",
     "collect_on_policy",
     "setup_runner",
-    "FlatAdam",
 ]
 
 # algorithm name -> module under diffctl.agents (exposing CONFIG and make_agent(spec, config))
@@ -177,90 +176,6 @@ class Agent(nn.Module):
 
     def extra_repr(self) -> str:
         return f"algo={self.algo!r}, env={self.spec.name!r}"
-
-
-class FlatAdam:
-    """Adam (Kingma & Ba 2015, Alg. 1; the update of ``torch.optim.Adam``) over ``params``
-    gathered into one flat tensor.
-
-    Each parameter becomes a view of ``self.flat`` and its ``.grad`` a view of ``self.grad``;
-    autograd accumulates into existing gradients in place (and the hand-derived updates write
-    there), so zeroing the gradients, a global gradient-norm clip and the Adam step are a few
-    kernels on flat tensors instead of ``torch.optim``'s per-step Python bookkeeping and
-    per-tensor work (these small networks are dominated by per-op overhead). The step is
-    torch's fused Adam kernel (the one behind ``torch.optim.Adam(fused=True)``), with the clip
-    folded into it as its gradient scale. Create it after the networks are on their device; do
-    not set the parameters' ``.grad`` to ``None`` (that would cut the views).
-    """
-
-    def __init__(
-        self,
-        params: Any,
-        lr: float,
-        eps: float = 1e-8,
-        betas: tuple[float, float] = (0.9, 0.999),
-    ) -> None:
-        params = list(params)
-        self.flat = torch.cat([p.detach().reshape(-1) for p in params])
-        self.grad = torch.zeros_like(self.flat)
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.data = self.flat[offset : offset + n].view_as(p)
-            p.grad = self.grad[offset : offset + n].view_as(p)
-            offset += n
-        self.lr, self.eps, self.betas = lr, eps, betas
-        self.steps = 0
-        # the step count as the fused kernel reads it (for its bias corrections)
-        self._step = torch.zeros((), dtype=torch.float32, device=self.flat.device)
-        self.exp_avg = torch.zeros_like(self.flat)
-        self.exp_avg_sq = torch.zeros_like(self.flat)
-
-    def zero_grad(self) -> None:
-        self.grad.zero_()
-
-    @torch.no_grad()
-    def step(self, max_grad_norm: float | None = None) -> None:
-        """One Adam step. With ``max_grad_norm`` the gradient is first scaled to global L2 norm
-        at most that (``torch.nn.utils.clip_grad_norm_``'s ``min(1, max / (norm + 1e-6))``), as
-        the kernel's ``grad_scale``: it divides by ``max(1, (norm + 1e-6) / max)``."""
-        self.steps += 1
-        self._step.fill_(self.steps)
-        scale = None
-        if max_grad_norm is not None:
-            norm = torch.linalg.vector_norm(self.grad)
-            factor = norm.add_(1e-6).div_(max_grad_norm).clamp_(min=1.0)
-            if factor.dtype == torch.float32:
-                scale = factor
-            else:  # the kernel reads a float32 scale: divide at full precision here instead
-                self.grad.div_(factor)
-        b1, b2 = self.betas
-        torch._fused_adam_(
-            [self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self._step],
-            lr=self.lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=self.eps, amsgrad=False,
-            maximize=False, grad_scale=scale,
-        )  # fmt: skip
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "lr": self.lr,
-            "exp_avg": self.exp_avg.clone(),
-            "exp_avg_sq": self.exp_avg_sq.clone(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        missing = {"steps", "lr", "exp_avg", "exp_avg_sq"} - set(state)
-        if missing:
-            raise ValueError(f"state: not a FlatAdam state (missing {sorted(missing)})")
-        for key in ("exp_avg", "exp_avg_sq"):
-            if state[key].shape != self.flat.shape:
-                raise ValueError(
-                    f"state: {key} has shape {tuple(state[key].shape)}, "
-                    f"the parameters {tuple(self.flat.shape)}"
-                )
-            getattr(self, key).copy_(state[key])
-        self.steps, self.lr = int(state["steps"]), float(state["lr"])
 
 
 @dataclass
