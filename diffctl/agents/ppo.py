@@ -165,7 +165,7 @@ def make_update(
         loss, stats = loss_fn(*minibatch)
         optimizer.zero_grad()
         loss.backward()
-        nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        nn.utils.clip_grad_norm_(params, config.max_grad_norm, foreach=True)
         optimizer.step()
         return stats
 
