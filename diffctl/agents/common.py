@@ -58,7 +58,12 @@ ALGORITHMS: dict[str, str] = {
     "apg": "apg",
 }
 
-CHECKPOINT_FORMAT = "diffctl.agents/1"
+CHECKPOINT_FORMAT = "diffctl.agents/2"
+#: formats of earlier diffctl versions, which this one refuses with the reason
+OLD_FORMATS = {
+    "diffctl.agents/1": "diffctl before the agents were rewritten with autograd (other network "
+    "and training-state layouts); retrain, or load it with that diffctl (git commit 9eb1716)",
+}
 
 #: ``callback(record) -> bool | None``: called once per iteration with the history record;
 #: returning ``False`` stops training after that iteration (the checkpoint is written first).
@@ -488,7 +493,13 @@ def load_checkpoint(
         payload = torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"path: {path!r} is not a readable diffctl agent file ({e})") from e
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found in OLD_FORMATS:
+        raise ValueError(
+            f"path: {path!r} was written in agent file format {found}, by {OLD_FORMATS[found]}; "
+            f"this diffctl reads {CHECKPOINT_FORMAT}"
+        )
+    if found != CHECKPOINT_FORMAT:
         raise ValueError(f"path: {path!r} is not a diffctl agent file ({CHECKPOINT_FORMAT})")
     for key in ("algo", "spec", "config", "agent", "train_state"):
         if key not in payload:

@@ -193,6 +193,14 @@ def test_load_errors(tmp_path) -> None:
         load(tmp_path / "other.pt")
 
 
+def test_file_of_an_earlier_format_names_its_version(tmp_path) -> None:
+    # a file of the first agent format (hand-derived gradients, flat optimiser states)
+    payload = {"format": "diffctl.agents/1", "algo": "ppo", "spec": {}, "config": {}}
+    torch.save({**payload, "agent": {}, "train_state": None}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"format diffctl.agents/1, by diffctl before .*retrain"):
+        load(tmp_path / "old.pt")
+
+
 def test_resume_without_train_state_is_refused(tmp_path) -> None:
     env_name, cfg = TINY["ppo"]
     agent = train_by_name("ppo", env_name, cfg).agent
