@@ -16,17 +16,13 @@ import torch
 
 from diffctl.agents.common import (
     Agent,
-    Callback,
-    IterationLogger,
     TrainResult,
     check_action_space,
     collect_on_policy,
-    load_checkpoint,
-    restore_runner,
-    runner_state,
     seeded_init,
     setup_runner,
 )
+from diffctl.agents.loop import Callback, TrainLoop
 from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
 from diffctl.agents.reinforce import score_function_loss
 from diffctl.configs.agents import A2C_PRESETS as PRESETS
@@ -88,25 +84,15 @@ def train(
     num_iterations = cfg.total_steps // batch_size
     # A2C's batches are tiny: one history record (and callback, checkpoint) per ~2048 steps
     log_every = max(1, 2048 // batch_size)
-    iteration, history, wall = 0, [], 0.0
-    if resume is not None:
-        saved, ts = load_checkpoint(resume, map_location=dev)
-        if ts is None:
-            raise ValueError(f"resume: {os.fspath(resume)!r} holds no training state")
-        agent.load_state_dict(saved.state_dict())
-        optimizer.load_state_dict(ts["optimizer"])
-        gen.set_state(ts["generator"])
-        restore_runner(runner, ts["runner"])
-        iteration, history, wall = ts["iteration"], ts["history"], ts["wall_time"]
-    logger = IterationLogger(runner, checkpoint, checkpoint_every, callback, history, wall)
-
-    def snapshot() -> tuple[Agent, dict[str, Any]]:
-        return agent, {
-            "optimizer": optimizer.state_dict(),
-            "generator": gen.get_state(),
-            "runner": runner_state(runner),
-            "iteration": iteration,
-        }
+    loop = TrainLoop(
+        agent,
+        runner,
+        {"optimizer": optimizer, "generator": gen, "runner": runner},
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        callback=callback,
+    )
+    iteration = loop.resume(resume, {"iteration": 0})["iteration"]
 
     acc = torch.zeros(4, device=dev)  # policy loss, value loss, entropy, count
     while iteration < num_iterations:
@@ -148,6 +134,7 @@ def train(
             mean = acc[:3] / acc[3]
             acc = torch.zeros(4, device=dev)
             losses = dict(zip(("policy_loss", "value_loss", "entropy"), mean))
-            if not logger.log(iteration * batch_size, iteration, losses, snapshot, last=last):
+            state = {"iteration": iteration}
+            if not loop.log(iteration * batch_size, iteration, losses, state=state, last=last):
                 break
-    return TrainResult(agent, logger.history)
+    return loop.result()

@@ -20,17 +20,13 @@ from torch import Tensor
 
 from diffctl.agents.common import (
     Agent,
-    Callback,
-    IterationLogger,
     TrainResult,
     check_action_space,
     collect_on_policy,
-    load_checkpoint,
-    restore_runner,
-    runner_state,
     seeded_init,
     setup_runner,
 )
+from diffctl.agents.loop import Callback, TrainLoop
 from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
 from diffctl.configs.agents import REINFORCE_PRESETS as PRESETS
 from diffctl.configs.agents import ReinforceConfig
@@ -112,28 +108,15 @@ def train(
     runner.reset(seed=seed)
     batch_size = cfg.num_envs * cfg.num_steps
     num_iterations = cfg.total_steps // batch_size
-    iteration, history, wall = 0, [], 0.0
-    if resume is not None:
-        saved, ts = load_checkpoint(resume, map_location=dev)
-        if ts is None:
-            raise ValueError(f"resume: {os.fspath(resume)!r} holds no training state")
-        agent.load_state_dict(saved.state_dict())
-        pi_opt.load_state_dict(ts["pi_opt"])
-        if v_opt is not None:
-            v_opt.load_state_dict(ts["v_opt"])
-        gen.set_state(ts["generator"])
-        restore_runner(runner, ts["runner"])
-        iteration, history, wall = ts["iteration"], ts["history"], ts["wall_time"]
-    logger = IterationLogger(runner, checkpoint, checkpoint_every, callback, history, wall)
-
-    def snapshot() -> tuple[Agent, dict[str, Any]]:
-        return agent, {
-            "pi_opt": pi_opt.state_dict(),
-            "v_opt": None if v_opt is None else v_opt.state_dict(),
-            "generator": gen.get_state(),
-            "runner": runner_state(runner),
-            "iteration": iteration,
-        }
+    loop = TrainLoop(
+        agent,
+        runner,
+        {"pi_opt": pi_opt, "v_opt": v_opt, "generator": gen, "runner": runner},
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        callback=callback,
+    )
+    iteration = loop.resume(resume, {"iteration": 0})["iteration"]
 
     while iteration < num_iterations:
         iteration += 1
@@ -173,8 +156,8 @@ def train(
             "value_loss": v_loss.detach(),
             "entropy": entropy.mean().detach(),
         }
-        if not logger.log(
-            iteration * batch_size, iteration, losses, snapshot, last=iteration == num_iterations
-        ):
+        last = iteration == num_iterations
+        state = {"iteration": iteration}
+        if not loop.log(iteration * batch_size, iteration, losses, state=state, last=last):
             break
-    return TrainResult(agent, logger.history)
+    return loop.result()
