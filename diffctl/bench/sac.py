@@ -7,6 +7,8 @@ for every network (SB3 has a single ``learning_rate``), SAC's actor updated ever
 (``policy_frequency=1``) with the initial temperature 0.2 (``ent_coef="auto_0.2"``), TD3's
 exploration noise ``0.1 * max_action``; 2x64 ReLU networks, batch 256, buffer 100k, 1000
 random warm-up steps, tau 0.005, gamma 0.99, one gradient step per env step.
+``--compile`` runs ours with ``compile=True`` (the losses through ``torch.compile``); the
+first run in a process includes the compile, which a warm inductor disk cache shortens.
 
 Reported per library and algorithm: wall time until the mean return of the last 5 episodes
 first reaches ``--threshold`` (-200; checked after every episode), total training time, and
@@ -74,6 +76,12 @@ def _args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     add_seed_arguments(p)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run our losses through torch.compile (config compile=True; the first run in a "
+        "process compiles, inductor's on-disk cache shortens that in later processes)",
+    )
     p.add_argument("--skip-peer", action="store_true", help="run ours only")
     return p.parse_args(argv)
 
@@ -89,7 +97,7 @@ def _first_reach(episodes: list[tuple[float, float]], threshold: float, k: int =
     return float("nan")
 
 
-def _config(algo: str, steps: int, lr: float) -> Any:
+def _config(algo: str, steps: int, lr: float, compile_: bool = False) -> Any:
     from diffctl.agents import default_config
 
     cfg = default_config(algo, "pendulum")
@@ -98,7 +106,13 @@ def _config(algo: str, steps: int, lr: float) -> Any:
         extra["alpha_lr"] = lr
     # log every 200 steps (one pendulum episode) for the time-to-threshold curve
     return dataclasses.replace(
-        cfg, total_steps=steps, actor_lr=lr, critic_lr=lr, log_interval=200, **extra
+        cfg,
+        total_steps=steps,
+        actor_lr=lr,
+        critic_lr=lr,
+        log_interval=200,
+        compile=compile_,
+        **extra,
     )
 
 
@@ -362,7 +376,7 @@ def _run_task(args: argparse.Namespace) -> BenchResult:
     steps = args.total_steps or (3_000 if args.quick else 100_000)
     if steps < 1:
         raise ValueError(f"--total-steps: expected a positive int, got {steps}")
-    cfg = _task_config(args.env, steps)
+    cfg = dataclasses.replace(_task_config(args.env, steps), compile=args.compile)
     algos = [a.strip() for a in (args.algos or "sac").split(",") if a.strip()]
     if algos != ["sac"]:
         raise ValueError(f"--algos: only sac has a preset for {args.env}, got {args.algos!r}")
@@ -437,7 +451,7 @@ def run(argv: list[str]) -> BenchResult:
     peer_ok = result.peer_available("stable_baselines3", skip=args.skip_peer)
     runs = []
     for algo in algos:
-        cfg = _config(algo, steps, 1e-3)
+        cfg = _config(algo, steps, 1e-3, args.compile)
         result.notes.append(f"{algo}: {cfg}")
         for seed in range(args.seed, args.seed + args.seeds):  # ours and SB3 alternate
             runs.append({"seed": seed, **run_ours(algo, cfg, seed, args.threshold, n_eval)})
