@@ -71,7 +71,8 @@ class DDPGLearner:
         self.cfg = cfg
         self.actor, self.actor_target = agent.actor, nets["actor_target"]
         self.q, self.q_target = nets["q1"], nets["q1_target"]
-        self.critic_opt = adam(self.q.parameters(), cfg.critic_lr)
+        self.critic_params = list(self.q.parameters())
+        self.critic_opt = adam(self.critic_params, cfg.critic_lr)
         self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr)
         self.optimizers = {"critic": self.critic_opt, "actor": self.actor_opt}
         pairs = [(self.actor_target, self.actor), (self.q_target, self.q)]
@@ -107,7 +108,7 @@ class DDPGLearner:
         self.critic_opt.step()
         out = {"critic_loss": critic_loss.detach(), "q": q}
         if n_update % cfg.policy_frequency == 0:
-            with frozen(self.q):  # the critic is a constant here
+            with frozen(self.critic_params):  # the critic is a constant here
                 actor_loss = self.actor_loss(o)
             self.actor_opt.zero_grad()
             actor_loss.backward()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -97,17 +97,18 @@ def soft_update(pairs: Iterable[tuple[nn.Module, nn.Module]], tau: float) -> Non
 
 
 @contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Inside the block the parameters of ``modules`` take no gradient (``requires_grad``
-    false; restored on exit): a loss built there, such as the actor's through the critics,
-    backpropagates to the other parameters only (Spinning Up's SAC freezes its Q-networks so)."""
-    for m in modules:
-        m.requires_grad_(False)
+def frozen(params: Sequence[nn.Parameter]) -> Iterator[None]:
+    """Inside the block ``params`` take no gradient (``requires_grad`` false; restored on
+    exit): a loss built there, such as the actor's through the critics, backpropagates to the
+    other parameters only (Spinning Up's SAC freezes its Q-networks so). A list of parameters,
+    not modules: ``Module.requires_grad_`` walks the module tree, ten times the cost here."""
+    for p in params:
+        p.requires_grad_(False)
     try:
         yield
     finally:
-        for m in modules:
-            m.requires_grad_(True)
+        for p in params:
+            p.requires_grad_(True)
 
 
 def train_off_policy(

@@ -112,7 +112,8 @@ class SACLearner:
         self.log_alpha = nets["temperature"].log_alpha
         self.log_alpha.requires_grad_(cfg.autotune)
         self.target_entropy = -float(agent.spec.act_dim)
-        self.critic_opt = adam([*self.q1.parameters(), *self.q2.parameters()], cfg.critic_lr)
+        self.critic_params = [*self.q1.parameters(), *self.q2.parameters()]
+        self.critic_opt = adam(self.critic_params, cfg.critic_lr)
         groups = [{"params": list(self.actor.parameters()), "lr": cfg.actor_lr}]
         if cfg.autotune:
             groups.append({"params": [self.log_alpha], "lr": cfg.alpha_lr})
@@ -165,7 +166,7 @@ class SACLearner:
         out = {"critic_loss": critic_loss.detach(), "q": q}
         if n_update % cfg.policy_frequency == 0:
             for _ in range(cfg.policy_frequency):  # delayed but as many actor steps (CleanRL)
-                with frozen(self.q1, self.q2):  # the critics are constants here
+                with frozen(self.critic_params):  # the critics are constants here
                     loss, actor_loss, logp = self.policy_loss(o, noise())
                 self.policy_opt.zero_grad()
                 loss.backward()

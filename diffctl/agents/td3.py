@@ -84,6 +84,7 @@ class TD3Learner:
         self.smoothing_std = cfg.policy_noise * half_range
         self.smoothing_clip = cfg.noise_clip * half_range
         self.critic_opt = adam([*self.q1.parameters(), *self.q2.parameters()], cfg.critic_lr)
+        self.q1_params = list(self.q1.parameters())
         self.actor_opt = adam(self.actor.parameters(), cfg.actor_lr)
         self.optimizers = {"critic": self.critic_opt, "actor": self.actor_opt}
         pairs = [(self.actor_target, self.actor), (self.q1_target, self.q1)]
@@ -123,7 +124,7 @@ class TD3Learner:
         self.critic_opt.step()
         out = {"critic_loss": critic_loss.detach(), "q": q}
         if n_update % cfg.policy_frequency == 0:  # delayed policy updates (Sec. 5.2)
-            with frozen(self.q1):  # the critic is a constant here
+            with frozen(self.q1_params):  # the critic is a constant here
                 actor_loss = self.actor_loss(o)
             self.actor_opt.zero_grad()
             actor_loss.backward()

@@ -94,7 +94,7 @@ def test_sac_policy_and_temperature_gradients() -> None:
     agent, learner = _learner(sac, cfg)
     o = _batch()["obs"]
     eps = torch.randn(B, SPEC.act_dim, generator=torch.Generator().manual_seed(2), dtype=o.dtype)
-    with frozen(learner.q1, learner.q2):
+    with frozen(learner.critic_params):
         loss, actor_loss, logp_mean = learner.policy_loss(o, eps)
     loss.backward()
     assert all(p.grad is None for k in ("q1", "q2") for p in agent.nets[k].parameters())
@@ -147,7 +147,7 @@ def test_ddpg_critic_regresses_to_the_target_networks_value() -> None:
 def test_deterministic_actor_ascends_the_first_critic(module) -> None:
     agent, learner = _learner(module, module.CONFIG(hidden=(16, 16)))
     o = _batch()["obs"]
-    with frozen(agent.nets["q1"]):
+    with frozen(list(agent.nets["q1"].parameters())):
         loss = learner.actor_loss(o)
     loss.backward()
     assert all(p.grad is None for p in agent.nets["q1"].parameters())
