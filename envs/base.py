@@ -124,9 +124,6 @@ class Env:
     #: draws auto-reset start states inside its fused step with a counter-based RNG, and its
     #: eager step draws them (and their observations) for a block of steps ahead.
     reset_noise_dim: ClassVar[int] = 0
-    #: Whether stepping under ``torch.inference_mode`` costs no more than without it (trainers
-    #: run an env that sets it False outside inference mode).
-    fast_in_inference_mode: ClassVar[bool] = True
     spec: EnvSpec
 
     def __init__(

@@ -197,7 +197,7 @@ def test_ppo_rollout_and_update_on_cuda_match_cpu_without_host_sync(compiled: bo
     import dataclasses
 
     from diffctl.agents import ppo
-    from diffctl.agents.common import collect_on_policy
+    from diffctl.agents.runner import collect_on_policy
 
     cfg = dataclasses.replace(ppo.default_config("pendulum"), compile=compiled)
     runner = VecEnv(make("pendulum", device=CUDA), cfg.num_envs, seed=0, validate=False)

@@ -5,7 +5,10 @@ One module per algorithm, each with a frozen config dataclass (tuned presets per
 ``train(env, config, seed) -> TrainResult(agent, history)``:
 ``reinforce``, ``a2c``, ``ppo`` (on-policy, discrete or continuous actions), ``ddpg``, ``td3``,
 ``sac`` (off-policy, continuous) and ``apg`` (analytic policy gradient through a differentiable
-env). Shared pieces: ``networks`` and ``common`` (``Agent``, ``evaluate``, ``load``).
+env). Shared pieces, one job each: ``agent`` (``Agent``), ``networks`` (plain MLPs and
+policy heads), ``runner`` (the env runner and on-policy rollouts), ``loop`` (``TrainLoop``:
+resume, history, checkpoints), ``checkpoint`` (agent files, ``load``) and ``evaluation``
+(``evaluate``).
 
 ``train(algo_name, env, ...)`` dispatches by name.
 """
@@ -15,7 +18,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from diffctl.agents.common import ALGORITHMS, Agent, TrainResult, evaluate, load
+from diffctl.agents.agent import ALGORITHMS, Agent, TrainResult
+from diffctl.agents.checkpoint import load
+from diffctl.agents.evaluation import evaluate
 from diffctl.configs.agents import config_class, default_config
 
 __all__ = [

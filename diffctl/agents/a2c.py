@@ -14,17 +14,11 @@ from typing import Any
 
 import torch
 
-from diffctl.agents.common import (
-    Agent,
-    TrainResult,
-    check_action_space,
-    collect_on_policy,
-    seeded_init,
-    setup_runner,
-)
+from diffctl.agents.agent import Agent, TrainResult, seeded_init
 from diffctl.agents.loop import Callback, TrainLoop
 from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
 from diffctl.agents.reinforce import score_function_loss
+from diffctl.agents.runner import check_action_space, collect_on_policy, setup_runner
 from diffctl.configs.agents import A2C_PRESETS as PRESETS
 from diffctl.configs.agents import A2CConfig
 from diffctl.data import gae

@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
-from diffctl.agents.common import Agent, TrainResult, check_action_space, seeded_init
+from diffctl.agents.agent import Agent, TrainResult, seeded_init
 from diffctl.agents.loop import Callback, TrainLoop
 from diffctl.agents.networks import DeterministicActor
+from diffctl.agents.runner import check_action_space
 from diffctl.configs.agents import APG_PRESETS as PRESETS
 from diffctl.configs.agents import APGConfig
 from diffctl.envs import Env, VecEnv, make

@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .common import Agent, TrainResult, load_checkpoint, save_checkpoint
+from .agent import Agent, TrainResult
+from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["Callback", "TrainLoop"]
 

@@ -12,7 +12,7 @@ Each algorithm module supplies its config (with the fields read here: ``total_st
 ``log_interval``), ``make_agent`` and ``make_learner``: the learner owns the optimisers
 (``learner.optimizers``, saved in checkpoints) and takes gradient steps (``learner.update``).
 
-The env steps run under ``torch.inference_mode`` where ``common.loop_mode`` allows it; the
+The env steps run under ``torch.inference_mode`` where ``runner.loop_mode`` allows it; the
 updates, which need autograd, run outside it.
 """
 
@@ -27,8 +27,9 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from diffctl.agents.common import Agent, TrainResult, check_action_space, loop_mode, setup_runner
+from diffctl.agents.agent import Agent, TrainResult
 from diffctl.agents.loop import Callback, TrainLoop
+from diffctl.agents.runner import check_action_space, loop_mode, setup_runner
 from diffctl.configs.agents import validate_off_policy_config
 from diffctl.data import ReplayBuffer
 

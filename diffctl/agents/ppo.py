@@ -25,16 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffctl.agents.common import (
-    Agent,
-    TrainResult,
-    check_action_space,
-    collect_on_policy,
-    seeded_init,
-    setup_runner,
-)
+from diffctl.agents.agent import Agent, TrainResult, seeded_init
 from diffctl.agents.loop import Callback, TrainLoop
 from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
+from diffctl.agents.runner import check_action_space, collect_on_policy, setup_runner
 from diffctl.configs.agents import PPO_PRESETS as PRESETS
 from diffctl.configs.agents import PPOConfig
 from diffctl.data import RunningNormalizer, gae

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from diffctl.agents.common import Agent, TrainResult, seeded_init
+from diffctl.agents.agent import Agent, TrainResult, seeded_init
 from diffctl.agents.loop import Callback
 from diffctl.agents.networks import DeterministicActor, QCritic
 from diffctl.agents.offpolicy import SoftUpdate, adam, compiled, frozen, train_off_policy

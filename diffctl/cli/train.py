@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
 
 def _check_resume(path: str, algo: str, env: Any) -> None:
     """Refuse a ``--resume`` file that is no agent file, or of another algorithm, env or dims."""
-    from diffctl.agents.common import load_checkpoint
+    from diffctl.agents.checkpoint import load_checkpoint
 
     with blame("--resume"):
         agent, train_state = load_checkpoint(path)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from diffctl.agents.common import load_checkpoint
+from diffctl.agents.checkpoint import load_checkpoint
 from diffctl.agents.ppo import PPOConfig, default_config
 from diffctl.agents.ppo import train as ppo_train
 from diffctl.configs.irl import AdversarialConfig

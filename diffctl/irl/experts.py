@@ -54,7 +54,7 @@ def ppo_checkpoint_expert(
 ) -> Any:
     """A trained agent loaded from ``path=<checkpoint>`` (any ``diffctl.agents`` checkpoint);
     ``deterministic`` (0/1, default 1) takes the policy's mode instead of sampling."""
-    from diffctl.agents.common import load
+    from diffctl.agents.checkpoint import load
 
     _check_keys("ppo-checkpoint", args, {"path", "deterministic"})
     if "path" not in args:

@@ -13,7 +13,7 @@ from torch.distributions import Categorical, Normal
 
 from diffctl.agents import evaluate, ppo
 from diffctl.agents import train as train_by_name
-from diffctl.agents.common import collect_on_policy
+from diffctl.agents.runner import collect_on_policy
 from diffctl.data import Trajectory
 
 F64 = torch.float64
