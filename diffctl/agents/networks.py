@@ -182,10 +182,19 @@ class SquashedGaussianActor(nn.Module):
     def sample(
         self, obs: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
-        """Reparameterised ``(action [B, act_dim], log_prob [B])``."""
+        """Reparameterised ``(action [B, act_dim], log_prob [B])`` (``rsample`` with a fresh
+        standard-normal draw)."""
+        shape = (*obs.shape[:-1], self.scale.shape[-1])
+        eps = torch.randn(shape, generator=generator, device=obs.device, dtype=obs.dtype)
+        return self.rsample(obs, eps)
+
+    def rsample(self, obs: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """``(action [B, act_dim], log pi(action | obs) [B])`` for the standard-normal draw
+        ``eps [B, act_dim]``: ``a = scale tanh(mu + sigma eps) + bias`` (SAC, Haarnoja et al.
+        2018, eq. 11, with the tanh change of variables of its appendix C). The noise is an
+        argument so that a compiled loss (which cannot trace a ``torch.Generator``) gets it."""
         mu, log_std = self.head(self.act_fn(self.trunk(obs))).chunk(2, -1)
         log_std = log_std.clamp(self.log_std_min, self.log_std_max)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         u = torch.addcmul(mu, log_std.exp(), eps)
         # log pi(a) = log N(u) - sum log(scale * (1 - tanh(u)^2)), with the stable form
         # log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)); constants folded in _logp_const

@@ -40,7 +40,6 @@ __all__ = [
     "default_config",
     "make_agent",
     "make_learner",
-    "rsample",
     "SACLearner",
     "train",
 ]
@@ -84,19 +83,6 @@ def make_agent(spec: Any, config: SACConfig, seed: int = 0) -> Agent:
     return seeded_init(seed, build)
 
 
-def rsample(actor: SquashedGaussianActor, obs: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
-    """``actor.sample(obs)`` with its standard-normal draw ``eps [B, act_dim]`` given:
-    ``(action [B, act_dim], log pi(action | obs) [B])``, reparameterised (eq. 11:
-    ``a = scale tanh(mu + sigma eps) + bias``, with the tanh change of variables of appendix C)."""
-    mu, log_std = actor.head(actor.act_fn(actor.trunk(obs))).chunk(2, -1)
-    log_std = log_std.clamp(actor.log_std_min, actor.log_std_max)
-    u = torch.addcmul(mu, log_std.exp(), eps)
-    # log N(u) - sum log(scale (1 - tanh(u)^2)), the constants in _logp_const (as actor.sample)
-    per_dim = 2 * (u + F.softplus(-2 * u)) - log_std - 0.5 * eps.square()
-    logp = per_dim.sum(-1) - actor._logp_const
-    return torch.addcmul(actor.bias, torch.tanh(u), actor.scale), logp
-
-
 class SACLearner:
     """SAC's update (see the module docstring) on an agent from ``make_agent``. The actor and
     the temperature take one step on the sum of their losses (their gradients are separate:
@@ -129,9 +115,9 @@ class SACLearner:
         self, o: Tensor, a: Tensor, r: Tensor, o2: Tensor, not_done: Tensor, eps: Tensor
     ) -> tuple[Tensor, Tensor]:
         """``(sum_i mean_B (Q_i(o, a) - y)^2, mean_B Q_1(o, a))`` with the soft clipped
-        double-Q target ``y`` (eq. 5-6) of ``a' = rsample(actor, o', eps)``."""
+        double-Q target ``y`` (eq. 5-6) of ``a' = actor.rsample(o', eps)``."""
         with torch.no_grad():
-            a2, logp2 = rsample(self.actor, o2, eps)
+            a2, logp2 = self.actor.rsample(o2, eps)
             q_next = torch.minimum(self.q1_target(o2, a2), self.q2_target(o2, a2))
             y = r + self.cfg.gamma * not_done * (q_next - self.log_alpha.exp() * logp2)
         q1, q2 = self.q1(o, a), self.q2(o, a)
@@ -139,10 +125,10 @@ class SACLearner:
 
     def policy_loss(self, o: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(actor loss + temperature loss, actor loss, mean_B log pi(a~|o))`` with
-        ``a~ = rsample(actor, o, eps)``: the actor loss ``mean_B [alpha log pi(a~|o) -
+        ``a~ = actor.rsample(o, eps)``: the actor loss ``mean_B [alpha log pi(a~|o) -
         min_i Q_i(o, a~)]`` (eq. 7, 11) and the temperature loss ``-log alpha mean_B
         (log pi(a~|o) + target_entropy)`` (eq. 18)."""
-        a, logp = rsample(self.actor, o, eps)
+        a, logp = self.actor.rsample(o, eps)
         q = torch.minimum(self.q1(o, a), self.q2(o, a))
         actor_loss = (self.log_alpha.detach().exp() * logp - q).mean()
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()

@@ -62,13 +62,33 @@ def _regression(agent, names, o, a, y):
     return sum(((agent.nets[k](o, a) - y) ** 2).mean() for k in names)
 
 
-def test_rsample_is_the_actor_sample() -> None:
-    agent = sac.make_agent(SPEC, sac.SACConfig(), seed=0)
-    obs = torch.randn(64, SPEC.obs_dim, generator=torch.Generator().manual_seed(0))
-    action, logp = agent.actor.sample(obs, torch.Generator().manual_seed(3))
-    eps = torch.randn(64, SPEC.act_dim, generator=torch.Generator().manual_seed(3))
-    ours = sac.rsample(agent.actor, obs, eps)
-    torch.testing.assert_close(ours, (action, logp))
+def test_actor_rsample_is_the_tanh_squashed_gaussian() -> None:
+    # SAC eq. 11 and appendix C: a = scale tanh(u) + bias, u ~ N(mu, sigma^2), and
+    # log pi(a) = log N(u) - sum log(scale (1 - tanh(u)^2)), against torch.distributions
+    agent = sac.make_agent(SPEC, sac.SACConfig(), seed=0).double()
+    actor = agent.actor
+    obs = torch.randn(64, SPEC.obs_dim, generator=torch.Generator().manual_seed(0)).double()
+    gen = torch.Generator().manual_seed(3)
+    eps = torch.randn(64, SPEC.act_dim, generator=gen, dtype=torch.float64)
+    action, logp = actor.rsample(obs, eps)
+    mu, log_std = actor.head(actor.act_fn(actor.trunk(obs))).chunk(2, -1)
+    log_std = log_std.clamp(actor.log_std_min, actor.log_std_max)
+    u = mu + log_std.exp() * eps
+    squash = torch.distributions.transforms.ComposeTransform(
+        [
+            torch.distributions.transforms.TanhTransform(cache_size=1),
+            torch.distributions.transforms.AffineTransform(actor.bias, actor.scale, cache_size=1),
+        ]
+    )
+    pi = torch.distributions.TransformedDistribution(
+        torch.distributions.Normal(mu, log_std.exp()), squash
+    )
+    expected = squash(u)
+    torch.testing.assert_close(action, expected)
+    torch.testing.assert_close(logp, pi.log_prob(expected).sum(-1))
+    # sample draws eps from its generator
+    drawn = actor.sample(obs, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(drawn, (action, logp))
 
 
 def test_sac_critic_regresses_to_the_soft_clipped_double_q_target() -> None:
