@@ -1,4 +1,4 @@
-"""Keep gymnasium's MuJoCo humanoid standing under pushes with predictive sampling (MJPC's planner).
+"""Keep gymnasium's MuJoCo humanoid standing under pushes with MJPC's planners (sampling, iLQG).
 
 The lecture notes' seed 000 keeps a humanoid upright by RL with the reward
 ``-(roll^2 + pitch^2)`` of its torso. Here that reward, plus what standing needs (torso height,
@@ -9,7 +9,12 @@ Every ~2 s the torso gets a random horizontal velocity kick. A start succeeds wh
 height stays above 1.0 m and ``|roll|``, ``|pitch|`` below 0.3 rad at every step.
 
     python examples/humanoid_balance.py [--starts 3] [--steps 1000] [--push-speed 0.5]
+    python examples/humanoid_balance.py --planner ilqg   # iLQG (FD Jacobians, box DDP)
     python examples/humanoid_balance.py --quick   # the CI smoke test (1 start, 100 steps, 1 push)
+
+``--planner ilqg`` plans with ``diffctl.control.ilqg.ILQG`` instead: iterative LQR (Li &
+Todorov 2004) re-planned every control step from the shifted plan (Tassa et al. 2012), on
+``mjd_transitionFD`` Jacobians of the same planning model, controls boxed (Tassa et al. 2014).
 
 Exits 1 when a start fails (not with ``--quick``, whose budget is a smoke test).
 """
@@ -21,6 +26,7 @@ import argparse
 import torch
 
 from diffctl.control.humanoid import BalanceConfig, HumanoidStandCost, balance, humanoid_env
+from diffctl.control.ilqg import ILQG
 from diffctl.control.predictive import PredictiveSampling, PredictiveSamplingConfig
 
 
@@ -31,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--push-speed", type=float, default=BalanceConfig.push_speed)
     p.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--planner", choices=("sampling", "ilqg"), default="sampling")
     p.add_argument("--quick", action="store_true", help="1 start, 100 steps (smoke test)")
     args = p.parse_args(argv)
     push_every = BalanceConfig.push_every
@@ -39,9 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # the cost is a few small ops; MuJoCo's rollouts get the cores
 
     env = humanoid_env(nthread=args.threads)
-    planner = PredictiveSampling(
-        env, HumanoidStandCost(env), PredictiveSamplingConfig(nthread=args.threads, seed=args.seed)
-    )
+    cost = HumanoidStandCost(env)
+    if args.planner == "ilqg":
+        planner: ILQG | PredictiveSampling = ILQG(env, cost.config)
+    else:
+        planner = PredictiveSampling(
+            env, cost, PredictiveSamplingConfig(nthread=args.threads, seed=args.seed)
+        )
     ok = 0
     sim = wall = 0.0
     for i in range(args.starts):
@@ -60,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{ok}/{args.starts} starts stood for {args.steps} steps "
         f"({args.steps * env.spec.dt:.1f} s simulated each); "
-        f"real-time factor {sim / wall:.2f} on {args.threads} MuJoCo threads"
+        f"real-time factor {sim / wall:.2f} ({args.planner}; {args.threads} MuJoCo threads)"
     )
     planner.close()
     return 0 if ok == args.starts or args.quick else 1

@@ -15,19 +15,26 @@ start that fails stops there): MuJoCo's rollouts run on ``--threads`` threads, t
 cost, a few small ops) on one.
 
 ``--updates best,mppi`` runs predictive sampling and the MPPI-weighted update side by side on
-the same starts and pushes. There is no peer library here: the reference is MJPC's real-time
-humanoid (C++), which is not run.
+the same starts and pushes; ``--planners sampling,ilqg`` adds iLQG (``diffctl.control.ilqg``:
+Li & Todorov 2004, Tassa et al. 2012 and 2014; ``mjd_transitionFD`` Jacobians of the same
+Euler planning model, box-constrained backward pass, one iteration per control step from the
+shifted plan, on one thread) on the same starts. There is no peer library here: the reference
+is MJPC's real-time humanoid (C++), which is not run.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from diffctl.bench.common import BenchResult, set_threads
 
-HELP = "predictive sampling keeps mujoco:Humanoid-v5 standing under pushes (real-time factor)"
+HELP = (
+    "predictive sampling or iLQG keeps mujoco:Humanoid-v5 standing under pushes (real-time factor)"
+)
 
+_PLANNERS = ("sampling", "ilqg")
 _UPDATES = ("best", "mppi")
 """``diffctl.control.predictive.UPDATES`` for the help, which must not import that module (it
 imports torch); ``tests/test_cli_help_fast.py`` checks that the two agree."""
@@ -39,14 +46,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="control steps per start")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
-    p.add_argument("--updates", default="best", help=f"comma-separated of {_UPDATES}")
+    p.add_argument(
+        "--planners",
+        default="sampling",
+        help=f"comma-separated of {_PLANNERS}, run side by side on the same starts",
+    )
+    p.add_argument("--updates", default="best", help=f"sampling: comma-separated of {_UPDATES}")
     p.add_argument("--push-speed", type=float)
     p.add_argument("--push-every", type=float)
     p.add_argument("--horizon", type=int)
     p.add_argument("--num-samples", type=int)
     p.add_argument("--noise-std", type=float)
     p.add_argument("--temperature", type=float)
-    p.add_argument("--replan-every", type=int)
+    p.add_argument("--replan-every", type=int, help="predictive sampling's")
+    p.add_argument("--ilqg-replan-every", type=int, help="iLQG's (gains in between)")
+    p.add_argument("--ilqg-iterations", type=int)
     return p
 
 
@@ -56,9 +70,10 @@ def _args(argv: list[str]) -> argparse.Namespace:
     are read only after parsing."""
     args = _parser().parse_args(argv)
     from diffctl.control.humanoid import BalanceConfig
+    from diffctl.control.ilqg import ILQGConfig
     from diffctl.control.predictive import PredictiveSamplingConfig
 
-    d, b = PredictiveSamplingConfig(), BalanceConfig()
+    d, b, g = PredictiveSamplingConfig(), BalanceConfig(), ILQGConfig()
     defaults = {
         "steps": b.steps,
         "push_speed": b.push_speed,
@@ -68,6 +83,8 @@ def _args(argv: list[str]) -> argparse.Namespace:
         "noise_std": d.noise_std,
         "temperature": d.temperature,
         "replan_every": d.replan_every,
+        "ilqg_replan_every": g.replan_every,
+        "ilqg_iterations": g.iterations,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -85,10 +102,15 @@ def run(argv: list[str]) -> BenchResult:
         balance,
         humanoid_env,
     )
+    from diffctl.control.ilqg import ILQG, ILQGConfig
     from diffctl.control.predictive import UPDATES, PredictiveSampling, PredictiveSamplingConfig
 
     if args.starts < 1 or args.steps < 1:
         raise ValueError("--starts and --steps: expected positive ints")
+    planners = [u.strip() for u in args.planners.split(",") if u.strip()]
+    for name in planners:
+        if name not in _PLANNERS:
+            raise ValueError(f"--planners: expected names from {_PLANNERS}, got {name!r}")
     updates = [u.strip() for u in args.updates.split(",") if u.strip()]
     for u in updates:
         if u not in UPDATES:
@@ -98,18 +120,43 @@ def run(argv: list[str]) -> BenchResult:
     res = BenchResult("humanoid")
     env = humanoid_env(nthread=threads)
     cost = HumanoidStandCost(env)
-    for update in updates:
-        cfg = PredictiveSamplingConfig(
-            horizon=args.horizon,
-            num_samples=args.num_samples,
-            noise_std=args.noise_std,
-            update=update,
-            temperature=args.temperature,
-            replan_every=args.replan_every,
-            nthread=threads,
-            seed=args.seed,
-        )
-        planner = PredictiveSampling(env, cost, cfg)
+    runs_of: list[tuple[str, Any, dict[str, Any]]] = []
+    for name in planners:
+        if name == "ilqg":
+            icfg = ILQGConfig(replan_every=args.ilqg_replan_every, iterations=args.ilqg_iterations)
+            runs_of.append(
+                (
+                    "ilqg",
+                    lambda icfg=icfg: ILQG(env, cost.config, icfg),
+                    {"planner": "iLQG", "samples": "-", "horizon": icfg.horizon, "threads": 1},
+                )
+            )
+            continue
+        for update in updates:
+            cfg = PredictiveSamplingConfig(
+                horizon=args.horizon,
+                num_samples=args.num_samples,
+                noise_std=args.noise_std,
+                update=update,
+                temperature=args.temperature,
+                replan_every=args.replan_every,
+                nthread=threads,
+                seed=args.seed,
+            )
+            runs_of.append(
+                (
+                    update,
+                    lambda cfg=cfg: PredictiveSampling(env, cost, cfg),
+                    {
+                        "planner": "predictive sampling" if update == "best" else "mppi update",
+                        "samples": cfg.num_samples,
+                        "horizon": cfg.horizon,
+                        "threads": threads,
+                    },
+                )
+            )
+    for label, make, row in runs_of:
+        planner = make()
         runs = []
         t0 = time.perf_counter()
         for i in range(args.starts):
@@ -122,14 +169,14 @@ def run(argv: list[str]) -> BenchResult:
             r = balance(env, planner, bc)
             runs.append(r)
             print(
-                f"bench humanoid: {update} start {args.seed + i}: "
+                f"bench humanoid: {label} start {args.seed + i}: "
                 + ("stood" if r.success else f"left the bounds at step {r.failed_at}")
                 + f" (real-time factor {r.real_time_factor:.2f})",
                 flush=True,
             )
             if not r.success:
                 res.notes.append(
-                    f"{update}: start {args.seed + i} left the bounds at step {r.failed_at} "
+                    f"{label}: start {args.seed + i} left the bounds at step {r.failed_at} "
                     f"(min height {r.min_height:.3f}, max |roll| {r.max_roll:.3f}, "
                     f"max |pitch| {r.max_pitch:.3f})"
                 )
@@ -139,9 +186,9 @@ def run(argv: list[str]) -> BenchResult:
         steps = sum(r.steps for r in runs)
         res.rows.append(
             {
-                "planner": "predictive sampling" if update == "best" else "mppi update",
-                "samples": cfg.num_samples,
-                "horizon": cfg.horizon,
+                "planner": row["planner"],
+                "samples": row["samples"],
+                "horizon": row["horizon"],
                 "starts": args.starts,
                 "steps": args.steps,
                 "push_m_s": args.push_speed,
@@ -152,7 +199,7 @@ def run(argv: list[str]) -> BenchResult:
                 "ms_per_step": 1e3 * wall / steps,
                 "plan_ms": 1e3 * sum(r.plan_s for r in runs) / steps,
                 "real_time_factor": sim / wall,
-                "threads": threads,
+                "threads": row["threads"],
                 "total_wall_s": time.perf_counter() - t0,
             }
         )

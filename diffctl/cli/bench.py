@@ -29,7 +29,8 @@ QUICK: dict[str, list[str]] = {
     "irl": ["--iterations", "50"],
     "mbrl": ["--tasks", "pendulum"],
     "mujoco": ["--tasks", "HalfCheetah-v5", "--sizes", "1", "16", "--steps", "5"],
-    "humanoid": ["--starts", "2", "--steps", "150", "--push-every", "1.5"],
+    "humanoid": ["--starts", "2", "--steps", "150", "--push-every", "1.5",
+                 "--planners", "sampling,ilqg"],
 }  # fmt: skip
 """Arguments of each benchmark under ``diffctl bench all --quick``."""
 

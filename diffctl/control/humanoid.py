@@ -13,6 +13,9 @@ torso's free-joint velocity gets a horizontal kick of ``push_speed`` m/s in a ra
 torso height stays above ``min_height`` (1.0 m) and its ``|roll|`` and ``|pitch|`` below
 ``max_tilt`` (0.3 rad). The real-time factor is simulated seconds per wall second of the whole
 loop (planning and simulation).
+
+``diffctl.control.ilqg.ILQG`` plans the same cost (``StandCostConfig``) by iLQG on
+finite-difference Jacobians of the same planning model; ``balance`` drives either planner.
 """
 
 from __future__ import annotations

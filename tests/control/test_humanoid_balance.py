@@ -154,3 +154,105 @@ def test_humanoid_stays_upright_under_a_push():
         assert r.success, (seed, r.failed_at, r.min_height, r.max_roll, r.max_pitch)
         assert r.min_height > 1.0 and r.max_roll < 0.3 and r.max_pitch < 0.3
     planner.close()
+
+
+# ---------------------------------------------------------------------------------- iLQG
+
+
+def test_ilqg_stand_cost_equals_the_torch_stand_cost_and_its_gradient_is_exact(env):
+    """``StandCostGN.value`` is ``HumanoidStandCost`` on states whose sensors are their own, and
+    its Gauss-Newton gradient ``l_x`` is the cost's gradient along MuJoCo's tangent space."""
+    import mujoco
+
+    from diffctl.control.ilqg import ILQG
+
+    planner = ILQG(env)
+    m, d = planner.model, planner.data
+    gen = torch.Generator().manual_seed(3)
+    x = env.initial_state(1, gen)[0].numpy()
+    qpos, qvel = x[: m.nq].copy(), x[m.nq : m.nq + m.nv].copy()
+    qpos[3:7] = [np.cos(0.1), np.sin(0.1), 0.0, 0.0]  # 0.2 rad roll: the bounds term is active
+    qvel[:6] = [0.3, -0.2, 0.1, 0.5, -0.4, 0.2]
+
+    def sensed(qp, qv):
+        d.qpos[:], d.qvel[:] = qp, qv
+        mujoco.mj_forward(m, d)
+        return d.sensordata.copy()
+
+    Q, V, S, U = qpos[None], qvel[None], sensed(qpos, qvel)[None], np.zeros((0, m.nu))
+    xs = torch.from_numpy(np.concatenate([Q, V, S], 1))[None]  # [1, 1, nx]
+    torch_cost = HumanoidStandCost(env)(xs, torch.zeros(1, 1, m.nu, dtype=torch.float64))
+    # one knot, weighed ``terminal`` by both (torch: 1 + (terminal - 1))
+    assert planner.cost.value(Q, V, S, U) == pytest.approx(float(torch_cost), rel=1e-9)
+    A = np.zeros((2 * m.nv, 2 * m.nv))
+    C = np.zeros((m.nsensordata, 2 * m.nv))
+    d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, 0.0
+    mujoco.mjd_transitionFD(m, d, 1e-6, 1, A, None, C, None)
+    lx, lxx, _, _ = planner.cost.quadratize(Q, V, S, U, C[None])
+    assert np.all(np.linalg.eigvalsh(lxx[0]) > -1e-6)  # Gauss-Newton: PSD
+    e = 1e-6
+    for i in (2, 3, 4, 8, m.nv + 0, m.nv + 4, m.nv + 10):
+        vals = []
+        for s in (e, -e):
+            dq, qp, qv = np.zeros(m.nv), qpos.copy(), qvel.copy()
+            if i < m.nv:
+                dq[i] = s
+                mujoco.mj_integratePos(m, qp, dq, 1.0)
+            else:
+                qv[i - m.nv] += s
+            vals.append(planner.cost.value(qp[None], qv[None], sensed(qp, qv)[None], U))
+        fd = (vals[0] - vals[1]) / (2 * e)
+        assert lx[0, i] == pytest.approx(fd, rel=1e-4, abs=1e-4), i
+
+
+def test_ilqg_plan_improves_its_warm_start_and_respects_the_box(env):
+    from diffctl.control.ilqg import ILQG, ILQGConfig
+
+    planner = ILQG(env, config=ILQGConfig(horizon=8, iterations=3))
+    x = env.initial_state(1, torch.Generator().manual_seed(0))[0].numpy()
+    qpos, qvel = x[: env.model.nq], x[env.model.nq : env.model.nq + env.model.nv].copy()
+    qvel[0] += 0.5  # a push
+    out = planner._rollout(qpos, qvel, np.zeros_like(planner.us))
+    before = planner.cost.value(*out)
+    after = planner.plan_from(qpos, qvel)
+    assert after < before
+    assert np.all(planner.us >= planner.lo - 1e-12) and np.all(planner.us <= planner.hi + 1e-12)
+    u = planner.act(torch.from_numpy(x)[None])
+    assert u.shape == (1, env.model.nu) and len(planner.history) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"horizon": 0}, {"iterations": 0}, {"replan_every": 1.5}, {"line_search": (2.0,)}],
+)
+def test_ilqg_config_errors_name_the_field(kwargs):
+    from diffctl.control.ilqg import ILQGConfig
+
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        ILQGConfig(**kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ilqg_keeps_the_humanoid_upright_under_a_push():
+    from diffctl.control.ilqg import ILQG
+
+    torch.set_num_threads(1)
+    env = humanoid_env(nthread=1)
+    planner = ILQG(env)
+    for seed in (0, 1):
+        cfg = BalanceConfig(steps=150, push_every=1.5, seed=seed)  # one push, at step 100
+        r = balance(env, planner, cfg, stop_on_failure=False)
+        assert r.pushes == 1
+        assert r.success, (seed, r.failed_at, r.min_height, r.max_roll, r.max_pitch)
+    planner.close()
+
+
+def test_bench_runs_the_planners_side_by_side():
+    from diffctl.bench.humanoid import run
+
+    res = run(["--planners", "ilqg,sampling", "--starts", "1", "--steps", "5", "--threads", "1"])
+    assert [r["planner"] for r in res.rows] == ["iLQG", "predictive sampling"]
+    assert all(r["successes"] == "1/1" for r in res.rows)
+    with pytest.raises(ValueError, match="--planners"):
+        run(["--planners", "ilqr", "--starts", "1", "--steps", "1"])
