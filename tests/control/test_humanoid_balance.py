@@ -164,7 +164,8 @@ def test_ilqg_stand_cost_equals_the_torch_stand_cost_and_its_gradient_is_exact(e
     its Gauss-Newton gradient ``l_x`` is the cost's gradient along MuJoCo's tangent space."""
     import mujoco
 
-    from diffctl.control.ilqg import ILQG
+    from diffctl.control.humanoid import StandCostConfig
+    from diffctl.control.ilqg import ILQG, StandCostGN
 
     planner = ILQG(env)
     m, d = planner.model, planner.data
@@ -180,6 +181,21 @@ def test_ilqg_stand_cost_equals_the_torch_stand_cost_and_its_gradient_is_exact(e
         return d.sensordata.copy()
 
     Q, V, S, U = qpos[None], qvel[None], sensed(qpos, qvel)[None], np.zeros((0, m.nu))
+    # the two costs agree at many states, with every term of the cost weighed
+    every_term = StandCostConfig(posture=0.3, feet_height=2.0, ang_vel=0.05)
+    rng = np.random.default_rng(0)
+    for config in (StandCostConfig(), every_term):
+        gn = StandCostGN(m, config)
+        for _ in range(10):
+            qp, qv = qpos.copy(), qvel + 0.5 * rng.standard_normal(m.nv)
+            qp[2] += rng.uniform(-0.4, 0.1)  # below and above the height goal and soft limit
+            qp[3:7] = rng.standard_normal(4) * [1, 0.2, 0.2, 0.5] + [3, 0, 0, 0]
+            qp[3:7] /= np.linalg.norm(qp[3:7])
+            qp[7:] += 0.3 * rng.standard_normal(m.nq - 7)
+            sp = sensed(qp, qv)
+            xs = torch.from_numpy(np.concatenate([qp, qv, sp]))[None, None]  # [1, 1, nx]
+            ours = HumanoidStandCost(env, config)(xs, torch.zeros(1, 1, m.nu, dtype=xs.dtype))
+            assert gn.value(qp[None], qv[None], sp[None], U) == pytest.approx(float(ours), rel=1e-9)
     xs = torch.from_numpy(np.concatenate([Q, V, S], 1))[None]  # [1, 1, nx]
     torch_cost = HumanoidStandCost(env)(xs, torch.zeros(1, 1, m.nu, dtype=torch.float64))
     # one knot, weighed ``terminal`` by both (torch: 1 + (terminal - 1))
@@ -188,21 +204,22 @@ def test_ilqg_stand_cost_equals_the_torch_stand_cost_and_its_gradient_is_exact(e
     C = np.zeros((m.nsensordata, 2 * m.nv))
     d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, 0.0
     mujoco.mjd_transitionFD(m, d, 1e-6, 1, A, None, C, None)
-    lx, lxx, _, _ = planner.cost.quadratize(Q, V, S, U, C[None])
-    assert np.all(np.linalg.eigvalsh(lxx[0]) > -1e-6)  # Gauss-Newton: PSD
-    e = 1e-6
-    for i in (2, 3, 4, 8, m.nv + 0, m.nv + 4, m.nv + 10):
-        vals = []
-        for s in (e, -e):
-            dq, qp, qv = np.zeros(m.nv), qpos.copy(), qvel.copy()
-            if i < m.nv:
-                dq[i] = s
-                mujoco.mj_integratePos(m, qp, dq, 1.0)
-            else:
-                qv[i - m.nv] += s
-            vals.append(planner.cost.value(qp[None], qv[None], sensed(qp, qv)[None], U))
-        fd = (vals[0] - vals[1]) / (2 * e)
-        assert lx[0, i] == pytest.approx(fd, rel=1e-4, abs=1e-4), i
+    for cost in (planner.cost, StandCostGN(m, every_term)):
+        lx, lxx, _, _ = cost.quadratize(Q, V, S, U, C[None])
+        assert np.all(np.linalg.eigvalsh(lxx[0]) > -1e-6)  # Gauss-Newton: PSD
+        e = 1e-6
+        for i in (2, 3, 4, 8, 12, m.nv + 0, m.nv + 4, m.nv + 10):
+            vals = []
+            for s in (e, -e):
+                dq, qp, qv = np.zeros(m.nv), qpos.copy(), qvel.copy()
+                if i < m.nv:
+                    dq[i] = s
+                    mujoco.mj_integratePos(m, qp, dq, 1.0)
+                else:
+                    qv[i - m.nv] += s
+                vals.append(cost.value(qp[None], qv[None], sensed(qp, qv)[None], U))
+            fd = (vals[0] - vals[1]) / (2 * e)
+            assert lx[0, i] == pytest.approx(fd, rel=1e-4, abs=1e-4), i
 
 
 def test_ilqg_plan_improves_its_warm_start_and_respects_the_box(env):
