@@ -59,8 +59,9 @@ def _scrub(text: str) -> str:
     lines, drop = [], None
     for line in text.splitlines():
         cells = line.split()
-        if any("time" in c for c in cells) and "|" not in line and ":" not in line:
-            drop = [i for i, c in enumerate(cells) if "time" in c]  # a table's header
+        timed = [i for i, c in enumerate(cells) if "time" in c or c.endswith("_ms")]
+        if timed and "|" not in line and ":" not in line:
+            drop = timed  # a table's header
         elif drop is not None and not cells:
             drop = None
         if drop is not None and len(cells) > max(drop):
