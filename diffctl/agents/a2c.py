@@ -16,7 +16,7 @@ import torch
 
 from diffctl.agents.agent import Agent, TrainResult, seeded_init
 from diffctl.agents.loop import Callback, TrainLoop
-from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
+from diffctl.agents.networks import ValueCritic, stochastic_policy
 from diffctl.agents.reinforce import score_function_loss
 from diffctl.agents.runner import check_action_space, collect_on_policy, setup_runner
 from diffctl.configs.agents import A2C_PRESETS as PRESETS
@@ -35,14 +35,7 @@ def default_config(env_name: str) -> A2CConfig:
 
 def make_agent(spec: Any, config: A2CConfig, seed: int = 0) -> Agent:
     def build() -> Agent:
-        if spec.discrete:
-            actor = CategoricalActor(
-                spec.obs_dim, spec.num_actions, config.hidden, config.activation
-            )
-        else:
-            actor = GaussianActor(
-                spec.obs_dim, spec.act_dim, config.hidden, config.activation, config.log_std_init
-            )
+        actor = stochastic_policy(spec, config.hidden, config.activation, config.log_std_init)
         critic = ValueCritic(spec.obs_dim, config.hidden, config.activation)
         return Agent("a2c", spec, config, actor, {"critic": critic})
 

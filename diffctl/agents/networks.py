@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -150,6 +151,16 @@ class CategoricalActor(nn.Module):
 
     def mode(self, obs: Tensor) -> Tensor:
         return self.logits(obs).argmax(-1)
+
+
+def stochastic_policy(
+    spec: Any, hidden: Sequence[int], activation: str, log_std_init: float = 0.0
+) -> nn.Module:
+    """The on-policy agents' policy for ``spec``'s action space: ``CategoricalActor`` over
+    ``spec.num_actions`` discrete actions, else a ``GaussianActor`` on ``spec.act_dim``."""
+    if spec.discrete:
+        return CategoricalActor(spec.obs_dim, spec.num_actions, hidden, activation)
+    return GaussianActor(spec.obs_dim, spec.act_dim, hidden, activation, log_std_init)
 
 
 class SquashedGaussianActor(nn.Module):

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from diffctl.agents.agent import Agent, TrainResult, seeded_init
 from diffctl.agents.loop import Callback, TrainLoop
-from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
+from diffctl.agents.networks import ValueCritic, stochastic_policy
 from diffctl.agents.runner import check_action_space, collect_on_policy, setup_runner
 from diffctl.configs.agents import PPO_PRESETS as PRESETS
 from diffctl.configs.agents import PPOConfig
@@ -64,14 +64,7 @@ def make_agent(spec: Any, config: PPOConfig, seed: int = 0) -> Agent:
     (``nets["critic"]``), two separate MLPs initialised from ``seed``, the policy first."""
 
     def build() -> Agent:
-        if spec.discrete:
-            actor = CategoricalActor(
-                spec.obs_dim, spec.num_actions, config.hidden, config.activation
-            )
-        else:
-            actor = GaussianActor(
-                spec.obs_dim, spec.act_dim, config.hidden, config.activation, config.log_std_init
-            )
+        actor = stochastic_policy(spec, config.hidden, config.activation, config.log_std_init)
         critic = ValueCritic(spec.obs_dim, config.hidden, config.activation)
         norm = RunningNormalizer((spec.obs_dim,), clip=config.obs_clip) if config.norm_obs else None
         return Agent("ppo", spec, config, actor, {"critic": critic}, obs_normalizer=norm)

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from diffctl.agents.agent import Agent, TrainResult, seeded_init
 from diffctl.agents.loop import Callback, TrainLoop
-from diffctl.agents.networks import CategoricalActor, GaussianActor, ValueCritic
+from diffctl.agents.networks import ValueCritic, stochastic_policy
 from diffctl.agents.runner import check_action_space, collect_on_policy, setup_runner
 from diffctl.configs.agents import REINFORCE_PRESETS as PRESETS
 from diffctl.configs.agents import ReinforceConfig
@@ -57,14 +57,7 @@ def score_function_loss(log_probs: Tensor, weights: Tensor, mask: Tensor | None 
 
 def make_agent(spec: Any, config: ReinforceConfig, seed: int = 0) -> Agent:
     def build() -> Agent:
-        if spec.discrete:
-            actor = CategoricalActor(
-                spec.obs_dim, spec.num_actions, config.hidden, config.activation
-            )
-        else:
-            actor = GaussianActor(
-                spec.obs_dim, spec.act_dim, config.hidden, config.activation, config.log_std_init
-            )
+        actor = stochastic_policy(spec, config.hidden, config.activation, config.log_std_init)
         nets = (
             {"baseline": ValueCritic(spec.obs_dim, config.hidden, config.activation)}
             if config.baseline
