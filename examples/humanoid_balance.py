@@ -3,18 +3,19 @@
 The lecture notes' seed 000 keeps a humanoid upright by RL with the reward
 ``-(roll^2 + pitch^2)`` of its torso. Here that reward, plus what standing needs (torso height,
 the capture point over the feet, small velocities, a control cost), is planned on the true
-model of ``mujoco:Humanoid-v5`` by ``PredictiveSampling``: every re-plan rolls all sampled
-control splines out over the whole horizon in one multi-threaded ``mujoco.rollout`` call.
+model of ``mujoco:Humanoid-v5`` by iLQG (``diffctl.control.ilqg.ILQG``): iterative LQR (Li &
+Todorov 2004) re-planned every control step from the shifted plan (Tassa et al. 2012), on
+``mjd_transitionFD`` Jacobians of the planning model, controls boxed (Tassa et al. 2014).
 Every ~2 s the torso gets a random horizontal velocity kick. A start succeeds when the torso
 height stays above 1.0 m and ``|roll|``, ``|pitch|`` below 0.3 rad at every step.
 
     python examples/humanoid_balance.py [--starts 3] [--steps 1000] [--push-speed 0.5]
-    python examples/humanoid_balance.py --planner ilqg   # iLQG (FD Jacobians, box DDP)
+    python examples/humanoid_balance.py --planner sampling   # predictive sampling
     python examples/humanoid_balance.py --quick   # the CI smoke test (1 start, 100 steps, 1 push)
 
-``--planner ilqg`` plans with ``diffctl.control.ilqg.ILQG`` instead: iterative LQR (Li &
-Todorov 2004) re-planned every control step from the shifted plan (Tassa et al. 2012), on
-``mjd_transitionFD`` Jacobians of the same planning model, controls boxed (Tassa et al. 2014).
+``--planner sampling`` plans with ``PredictiveSampling`` (MJPC's sampling planner) instead:
+every re-plan rolls all sampled control splines out over the whole horizon in one
+multi-threaded ``mujoco.rollout`` call.
 
 Exits 1 when a start fails (not with ``--quick``, whose budget is a smoke test).
 """
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--push-speed", type=float, default=BalanceConfig.push_speed)
     p.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--planner", choices=("sampling", "ilqg"), default="sampling")
+    p.add_argument("--planner", choices=("ilqg", "sampling"), default="ilqg")
     p.add_argument("--quick", action="store_true", help="1 start, 100 steps (smoke test)")
     args = p.parse_args(argv)
     push_every = BalanceConfig.push_every

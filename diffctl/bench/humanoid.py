@@ -14,11 +14,11 @@ second of the closed loops (planning and simulation together; goal >= 0.5 on 2 C
 start that fails stops there): MuJoCo's rollouts run on ``--threads`` threads, torch (the
 cost, a few small ops) on one.
 
-``--updates best,mppi`` runs predictive sampling and the MPPI-weighted update side by side on
-the same starts and pushes; ``--planners sampling,ilqg`` adds iLQG (``diffctl.control.ilqg``:
-Li & Todorov 2004, Tassa et al. 2012 and 2014; ``mjd_transitionFD`` Jacobians of the same
-Euler planning model, box-constrained backward pass, one iteration per control step from the
-shifted plan, on one thread) on the same starts. There is no peer library here: the reference
+By default iLQG (``diffctl.control.ilqg``: Li & Todorov 2004, Tassa et al. 2012 and 2014;
+``mjd_transitionFD`` Jacobians of the same Euler planning model, box-constrained backward pass,
+one iteration per control step from the shifted plan, on one thread) and predictive sampling
+run side by side on the same starts and pushes (``--planners``); ``--updates best,mppi`` adds
+the MPPI-weighted update of the sampler. There is no peer library here: the reference
 is MJPC's real-time humanoid (C++), which is not run.
 """
 
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="MuJoCo rollout threads")
     p.add_argument(
         "--planners",
-        default="sampling",
+        default="ilqg,sampling",
         help=f"comma-separated of {_PLANNERS}, run side by side on the same starts",
     )
     p.add_argument("--updates", default="best", help=f"sampling: comma-separated of {_UPDATES}")
