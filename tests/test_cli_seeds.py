@@ -28,6 +28,8 @@ TRAIN = {
     "td3": TINY_OFFPOLICY,
     "sac": TINY_OFFPOLICY,
     "apg": ["--total-steps", "32", "--num-envs", "2", "--horizon", "8", "--hidden", "8"],
+    "es": ["--total-steps", "64", "--num-directions", "2", "--episode-steps", "8", "--hidden", "8"],
+    "ars": "--total-steps 64 --num-directions 2 --num-top 1 --episode-steps 8".split(),
 }
 PLAN = {
     "mpc": ["--mpc.horizon", "4", "--mpc.max-iter", "2"],

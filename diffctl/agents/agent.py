@@ -30,6 +30,8 @@ ALGORITHMS: dict[str, str] = {
     "td3": "td3",
     "sac": "sac",
     "apg": "apg",
+    "es": "es",
+    "ars": "ars",
 }
 
 

@@ -13,6 +13,8 @@ from diffctl.agents import ALGORITHMS, config_class, evaluate, load
 from diffctl.agents import train as train_by_name
 from diffctl.agents.a2c import A2CConfig
 from diffctl.agents.apg import APGConfig
+from diffctl.agents.ars import ARSConfig
+from diffctl.agents.es import ESConfig
 from diffctl.agents.ppo import PPOConfig
 from diffctl.agents.reinforce import ReinforceConfig
 from diffctl.agents.sac import SACConfig
@@ -46,6 +48,11 @@ TINY = {
         SACConfig(total_steps=96, learning_starts=32, batch_size=16, log_interval=16, num_envs=2),
     ),
     "apg": ("pendulum", APGConfig(total_steps=256, num_envs=4, horizon=16)),
+    "es": ("cartpole", ESConfig(total_steps=4 * 500 * 4, num_directions=2, episode_steps=0)),
+    "ars": (
+        "pendulum",
+        ARSConfig(total_steps=4 * 4 * 20, num_directions=2, num_top=1, episode_steps=20),
+    ),
 }
 
 
@@ -65,6 +72,8 @@ TINY = {
         (TD3Config, "learning_starts", {"learning_starts": -1}),
         (APGConfig, "horizon", {"horizon": 0}),
         (APGConfig, "hidden", {"hidden": ()}),
+        (ESConfig, "learning_rate", {"learning_rate": 0.0}),
+        (ARSConfig, "noise", {"noise": -1.0}),
     ],
 )
 def test_bad_config_names_the_field(cls: type, field: str, kwargs: dict) -> None:
