@@ -7,12 +7,27 @@ package (``pip install 'diffctl[mujoco]'``).
 * **State** ``x = [qpos, qvel, act, sensordata]``: MuJoCo's physics state (``mjSTATE_PHYSICS``:
   positions, velocities, actuator activations, and the history and plugin state of models that
   have them; the time is left out, it drives nothing here) followed by the model's sensor
-  readings as MuJoCo computed them during the step, i.e. at the start of the last substep.
-  The physics part makes one step a function of ``x``; the sensor part carries what gymnasium's
-  tasks read from ``mjData`` after a step, which MuJoCo computed before the last integration
-  (body and site positions, centres of mass): a task adds those quantities to the model as
-  sensors (``mjSpec``), so its reward and observation are functions of ``x`` and equal
-  gymnasium's. ``spec.extra["layout"]`` names the slices. The solver's warm start
+  readings as MuJoCo left them in ``mjData`` after the step. The physics part makes one step a
+  function of ``x``; the sensor part carries what gymnasium's tasks read from ``mjData`` after a
+  step, which MuJoCo computed during the step (body and site positions, centres of mass,
+  contact forces): a task adds those quantities to the model as sensors (``mjSpec``), so its
+  reward and observation are functions of ``x`` and equal gymnasium's. Where ``mjData`` is left
+  depends on the integrator:
+
+  - Euler and implicit: at the start of the last substep, where ``mujoco.rollout`` reports the
+    sensors.
+  - RK4: at the last substep's last internal stage ``X_3 = X_0 + h (v_2, a_2)``, where MuJoCo
+    evaluates no sensors. ``MujocoSim.last_stage`` rebuilds ``X_3`` with the classic tableau
+    (``mj_RungeKutta``): three one-substep rollouts give the stage accelerations, positions move
+    by ``mj_integratePos``'s maps, and one more evaluates the sensors there. For hinge and slide
+    joints this is MuJoCo's own ``X_3`` to rounding (Reacher, InvertedDoublePendulum: gymnasium's
+    observation and reward to 1e-16). For free and ball joints MuJoCo 4's RK4 places the stage's
+    orientation slightly differently (about 3e-9 rad on a spinning ball joint; not reproducible
+    from its API), so the robots' readings differ from gymnasium's by what that moves (contact
+    forces 0.05 of 3e3 on a falling humanoid; ``tests/envs/test_mujoco_robots.py``). RK4 models
+    with activations, history or plugin state are read at the step's end.
+
+  ``spec.extra["layout"]`` names the slices. The solver's warm start
   (``qacc_warmstart``) is not in ``x``: every step starts it from zero (``mujoco.rollout``'s
   default), which is what gymnasium does after ``set_state`` on a fresh ``mjData``; against a
   chained gymnasium rollout that keeps its warm start, one step differs by ~1e-11 on the
@@ -158,8 +173,7 @@ class MujocoSim:
         self.nx = self.nphys + self.nsensor
         self.nu = model.nu
         self._sense_model = self._sensing_copy(model)
-        # RK4's last stage leaves mjData's positions near the step's end state; read sensors there
-        self.sense_at_end = model.opt.integrator == mujoco.mjtIntegrator.mjINT_RK4
+        self.read_at = self._reading_instant(model)
 
     def write_params(self, values: Mapping[str, np.ndarray]) -> None:
         """Write physical parameters (field -> full array) into this sim's model (and its
@@ -168,19 +182,49 @@ class MujocoSim:
             for name, v in values.items():
                 field(model, name)[:] = v
 
+    def _reading_instant(self, model: Any) -> str:
+        """Where the sensors of a step are read (see the module docstring): ``"start"`` of the
+        last substep (what MuJoCo computes during a step), RK4's last ``"stage"`` (RK4 models
+        whose physics state is ``qpos, qvel``), or the step's ``"end"`` (RK4 models with
+        activations, history or plugin state)."""
+        mujoco = self.mujoco
+        if model.opt.integrator != mujoco.mjtIntegrator.mjINT_RK4:
+            return "start"
+        return "stage" if self.nphys == model.nq + model.nv else "end"
+
+    def integrate_pos(self, qpos: np.ndarray, qvel: np.ndarray, h: float) -> np.ndarray:
+        """``mj_integratePos`` on rows: ``qpos [R, nq]`` moved by ``qvel [R, nv]`` over ``h``;
+        hinge, slide and the free joints' translation linearly, quaternions (free and ball
+        joints) by the exponential map, ``q <- normalise(q) * exp(h w / 2)``, as MuJoCo's
+        ``mju_quatIntegrate``."""
+        m, jnt = self.model, self.mujoco.mjtJoint
+        out = qpos.copy()
+        for j in range(m.njnt):
+            kind, a, b = int(m.jnt_type[j]), int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j])
+            if kind == int(jnt.mjJNT_FREE):
+                out[:, a : a + 3] += h * qvel[:, b : b + 3]
+                a, b = a + 3, b + 3
+            if kind in (int(jnt.mjJNT_FREE), int(jnt.mjJNT_BALL)):
+                out[:, a : a + 4] = _quat_integrate(out[:, a : a + 4], qvel[:, b : b + 3], h)
+            else:
+                out[:, a] += h * qvel[:, b]
+        return out
+
     def _sensing_copy(self, model: Any) -> Any:
         """``model`` with the Euler integrator: a one-substep rollout of it evaluates the
-        sensors at its start state with one forward pass (RK4 would take four)."""
+        sensors at its start state with one forward pass (RK4 would take four), and, with
+        implicit damping off, advances the velocities by exactly ``h qacc``."""
         m = copy.copy(model)
         m.opt.integrator = self.mujoco.mjtIntegrator.mjINT_EULER
+        m.opt.disableflags |= self.mujoco.mjtDisableBit.mjDSBL_EULERDAMP
         return m
 
     def rollout(
         self, x: np.ndarray, u: np.ndarray, nstep: int, models: Sequence[Any] | Any | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """``nstep`` substeps from the physics part of ``x [R, >= nphys]`` with ``u [R, nu]``
-        held; returns the physics states ``[R, nphys]`` and the sensor readings ``[R, nsensor]``
-        computed at the start of the last substep."""
+        held; returns the physics states after every substep ``[R, nstep, nphys]`` and the
+        sensor readings ``[R, nsensor]`` computed at the start of the last substep."""
         r = x.shape[0]
         state0 = np.zeros((r, self.nstate))
         state0[:, 1:] = x[:, : self.nphys]
@@ -196,12 +240,13 @@ class MujocoSim:
             model, self.datas, state0, ctrl, nstep=nstep, skip_checks=True, state=state,
             sensordata=sensordata, chunk_size=max(1, r // (10 * self.nthread)),
         )  # fmt: skip
-        return state[:, -1, 1:], sensordata[:, -1]
+        return state[:, :, 1:], sensordata[:, -1]
 
     def step(self, x: np.ndarray, u: np.ndarray, models: Sequence[Any] | None = None) -> np.ndarray:
         """``x' [R, nx]`` of one step (``frame_skip`` substeps)."""
-        phys, sens = self.rollout(x, u, self.frame_skip, models)
-        if self.sense_at_end:
+        states, sens = self.rollout(x, u, self.frame_skip, models)
+        phys = states[:, -1]
+        if self.read_at != "start":
             sensing = None
             if models is not None:  # one sensing copy per distinct model
                 copies: dict[int, Any] = {}
@@ -209,8 +254,31 @@ class MujocoSim:
                     if id(m) not in copies:
                         copies[id(m)] = self._sensing_copy(m)
                 sensing = [copies[id(m)] for m in models]
-            sens = self.sense(phys, u, sensing)
+            at = phys
+            if self.read_at == "stage":
+                last = states[:, -2] if self.frame_skip > 1 else x[:, : self.nphys]
+                at = self.last_stage(last, u, sensing)
+            sens = self.sense(at, u, sensing)
         return np.concatenate([phys, sens], axis=1)
+
+    def last_stage(
+        self, start: np.ndarray, u: np.ndarray, models: Sequence[Any] | None = None
+    ) -> np.ndarray:
+        """The state ``X_3 [R, nphys]`` at which an RK4 substep from ``start`` evaluates its
+        last stage, and so leaves ``mjData``'s derived quantities (models of hinge and slide
+        joints: positions integrate linearly). With the classic tableau (MuJoCo's
+        ``mj_RungeKutta``), ``X_i = X_0 + h A_i (v_(i-1), a_(i-1))``, ``A = 1/2, 1/2, 1``; the
+        accelerations ``a = qacc`` come from one-substep rollouts of the sensing copy (Euler
+        without implicit damping: ``qvel' = qvel + h qacc``), all rows at once, three times."""
+        nq, h = self.model.nq, self.model.opt.timestep
+        models = self._sense_model if models is None else models
+        q0, v0 = start[:, :nq], start[:, nq:]
+        q, v = q0, v0
+        for c in (0.5, 0.5, 1.0):
+            after = self.rollout(np.concatenate([q, v], axis=1), u, 1, models)[0][:, -1]
+            a = (after[:, nq:] - v) / h
+            q, v = self.integrate_pos(q0, c * v, h), v0 + h * (c * a)
+        return np.concatenate([q, v], axis=1)
 
     def sense(
         self, phys: np.ndarray, u: np.ndarray | None = None, models: Sequence[Any] | None = None
@@ -264,6 +332,19 @@ class MujocoSim:
         out = out.reshape(2, p, b, self.nx)
         h = np.asarray(steps[:p])[:, None, None]
         return ((out[0] - out[1]) / (2 * h)).transpose(1, 2, 0)
+
+
+def _quat_integrate(quat: np.ndarray, vel: np.ndarray, h: float) -> np.ndarray:
+    """MuJoCo's ``mju_quatIntegrate`` on rows: ``quat [R, 4]`` (w, x, y, z) normalised, then
+    rotated by ``exp(h vel / 2)`` in its local frame (``vel [R, 3]``)."""
+    norm = np.linalg.norm(vel, axis=1, keepdims=True)
+    axis = np.where(norm > 1e-15, vel / np.where(norm > 1e-15, norm, 1.0), [1.0, 0.0, 0.0])
+    half = 0.5 * h * norm
+    rot = np.concatenate([np.cos(half), axis * np.sin(half)], axis=1)
+    q = quat / np.linalg.norm(quat, axis=1, keepdims=True)
+    w1, v1, w2, v2 = q[:, :1], q[:, 1:], rot[:, :1], rot[:, 1:]
+    return np.concatenate([w1 * w2 - (v1 * v2).sum(1, keepdims=True),
+                           w1 * v2 + w2 * v1 + np.cross(v1, v2)], axis=1)  # fmt: skip
 
 
 def _numpy64(t: Tensor) -> np.ndarray:

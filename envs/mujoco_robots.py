@@ -23,16 +23,16 @@ step is rebuilt from sensors the task adds to the model:
   body exerts). This is the same sum in another order: equal up to rounding.
 
 All three models use the RK4 integrator, after which gymnasium reads ``mjData`` at RK4's last
-internal stage (``MujocoSim.step`` evaluates the sensors at the step's end state instead, with
-the step's action; see ``mujoco_bridge``). The next state equals gymnasium's (bit for bit in the
-tests); so do ``qfrc_actuator`` and termination, and observation and reward equal gymnasium's
-``_get_obs``/``_get_rew`` on ``mjData`` re-evaluated at the end state to rounding (5.7e-14).
-Against gymnasium's step itself, the quantities read from derived data differ by what the
-robot moves between that stage and the end of the step; worst cases measured over 100 states of
-a falling random rollout with many contacts (``tests/envs/test_mujoco_robots.py``): Ant
-reward 5.4e-2 (clipped contact observations can flip between -1 and 1); Humanoid cinert 7.5e-4,
-cvel 0.78, cfrc_ext 425 (of up to 3.1e3), reward 0.15; HumanoidStandup cinert 9.4e-4, cvel 0.24,
-cfrc_ext 39 (of up to 1.2e3), reward 4.9e-2.
+internal stage; ``MujocoSim.step`` evaluates the sensors at that stage rebuilt from the published
+tableau (``mujoco_bridge``). The next state equals gymnasium's (bit for bit in the tests); so do
+``qfrc_actuator`` and termination, and observation and reward equal gymnasium's
+``_get_obs``/``_get_rew`` on ``mjData`` evaluated at the rebuilt stage to rounding. Against
+gymnasium's step itself, the quantities read from derived data differ by where MuJoCo 4 places
+the floating base in that stage; worst cases measured over 100 states of a falling random
+rollout with many contacts (``tests/envs/test_mujoco_robots.py``): Ant reward 4.4e-6 (contact
+observations 3.1e-3); Humanoid cinert 9.4e-6, cvel 4.6e-4, cfrc_ext 4.5e-2 (of up to 3.1e3),
+reward 5.4e-5; HumanoidStandup cinert 3.8e-6, cvel 2.1e-5, cfrc_ext 2.3e-2 (of up to 1.2e3),
+reward 7.9e-6.
 
 Reset follows each ``reset_model`` (Ant: uniform positions, normal velocities; humanoids:
 uniform both). gymnasium's first observation after ``reset`` holds ``cfrc_ext = 0`` (``mj_forward``

@@ -11,7 +11,8 @@ Where gymnasium reads a quantity from ``mjData`` that MuJoCo computed during the
 than from ``qpos``/``qvel`` (a body's or site's position, the constraint force on the cart),
 the task adds it to the model as a sensor, and the state carries the reading (see
 ``mujoco_bridge``): a reward computed "after the step" from ``data.site_xpos`` reads the
-position MuJoCo computed before the last substep's integration, exactly as gymnasium does.
+position where MuJoCo left it during the step (before the last substep's integration; at RK4's
+last internal stage for the RK4 tasks), exactly as gymnasium does.
 """
 
 from __future__ import annotations

@@ -15,11 +15,6 @@ from diffctl.envs.mujoco_tasks import TASKS  # noqa: E402
 
 pytestmark = pytest.mark.mujoco
 
-# Observation and reward tolerances where gymnasium reads positions from mjData after a step of
-# the RK4 integrator: RK4 leaves them at its last internal stage, which we cannot reproduce, so
-# the env reads them at the step's end state instead (measured worst case over these 100 states:
-# Reacher 1.7e-3, its random joint velocities up to ~5 rad/s; InvertedDoublePendulum 5.4e-5).
-RK4_READS = {"Reacher-v5": 5e-3, "InvertedDoublePendulum-v5": 5e-4}
 SIMPLE_TASKS = [t for t in TASKS if t in (
     "InvertedPendulum-v5", "InvertedDoublePendulum-v5", "Reacher-v5", "Pusher-v5", "Swimmer-v5",
     "Hopper-v5", "Walker2d-v5", "HalfCheetah-v5",
@@ -60,10 +55,26 @@ def test_step_equals_gymnasium_from_100_states(task):
     assert env.spec.obs_dim == g.observation_space.shape[0]
     np.testing.assert_allclose(env.qpos(x1).numpy(), np.stack([r[0] for r in ref]), atol=1e-9)
     np.testing.assert_allclose(env.qvel(x1).numpy(), np.stack([r[1] for r in ref]), atol=1e-9)
-    tol = RK4_READS.get(task, 1e-9)
+    tol = 1e-9  # Reacher and InvertedDoublePendulum read RK4's last stage: exact too
     np.testing.assert_allclose(obs.numpy(), np.stack([r[2] for r in ref]), atol=tol, rtol=0)
     np.testing.assert_allclose(rew.numpy(), np.array([r[3] for r in ref]), atol=tol, rtol=0)
     assert term.tolist() == [bool(r[4]) for r in ref]
+
+
+@pytest.mark.parametrize("task", ["Ant-v5", "Humanoid-v5", "Reacher-v5"])
+def test_integrate_pos_equals_mujoco(task):
+    """The rows' position integration of RK4's stages equals ``mj_integratePos`` (free joints'
+    quaternions by the exponential map, hinges linearly)."""
+    env = make(f"mujoco:{task}", dtype=torch.float64)
+    m, rng = env.sim.model, np.random.default_rng(0)
+    qpos = env.initial_state(8, torch.Generator().manual_seed(0)).numpy()[:, : m.nq]
+    qvel = 3.0 * rng.normal(size=(8, m.nv))
+    qvel[0] = 0.0  # no rotation: MuJoCo's zero-angle branch
+    ours = env.sim.integrate_pos(qpos, qvel, 0.01)
+    for i in range(8):
+        ref = qpos[i].copy()
+        mujoco.mj_integratePos(m, ref, qvel[i], 0.01)
+        np.testing.assert_allclose(ours[i], ref, atol=1e-15, rtol=0)
 
 
 @pytest.mark.parametrize("task", ["HalfCheetah-v5", "Hopper-v5", "Reacher-v5"])
