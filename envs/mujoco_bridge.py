@@ -16,16 +16,16 @@ package (``pip install 'diffctl[mujoco]'``).
 
   - Euler and implicit: at the start of the last substep, where ``mujoco.rollout`` reports the
     sensors.
-  - RK4: at the last substep's last internal stage ``X_3 = X_0 + h (v_2, a_2)``, where MuJoCo
-    evaluates no sensors. ``MujocoSim.last_stage`` rebuilds ``X_3`` with the classic tableau
-    (``mj_RungeKutta``): three one-substep rollouts give the stage accelerations, positions move
-    by ``mj_integratePos``'s maps, and one more evaluates the sensors there. For hinge and slide
-    joints this is MuJoCo's own ``X_3`` to rounding (Reacher, InvertedDoublePendulum: gymnasium's
-    observation and reward to 1e-16). For free and ball joints MuJoCo 4's RK4 places the stage's
-    orientation slightly differently (about 3e-9 rad on a spinning ball joint; not reproducible
-    from its API), so the robots' readings differ from gymnasium's by what that moves (contact
-    forces 0.05 of 3e3 on a falling humanoid; ``tests/envs/test_mujoco_robots.py``). RK4 models
-    with activations, history or plugin state are read at the step's end.
+  - RK4: at the last substep's last internal stage ``X_3``, where MuJoCo evaluates no sensors.
+    ``MujocoSim.last_stage`` rebuilds ``X_3`` as MuJoCo's ``mj_RungeKutta`` does (three
+    one-substep rollouts give the stage accelerations, positions move by ``mj_integratePos``'s
+    maps, the rotations of free and ball joints on the Lie group) and one more rollout evaluates
+    the sensors there. This equals gymnasium's readings to 1e-9 on all five RK4 tasks when the
+    solver's warm start is off (see below); with it on, the stage's constraint solves start from
+    zero where MuJoCo's start from the previous substep's, which changes the readings of the
+    PGS-solved humanoids by the solver's unconverged remainder (contact forces 0.04 of 3e3 on a
+    falling humanoid; ``tests/envs/test_mujoco_robots.py``). RK4 models with activations,
+    history or plugin state are read at the step's end.
 
   ``spec.extra["layout"]`` names the slices. The solver's warm start
   (``qacc_warmstart``) is not in ``x``: every step starts it from zero (``mujoco.rollout``'s
@@ -174,6 +174,12 @@ class MujocoSim:
         self.nu = model.nu
         self._sense_model = self._sensing_copy(model)
         self.read_at = self._reading_instant(model)
+        free, ball = int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_BALL)
+        self._rotation_dofs = [  # the first rotational dof of each free and ball joint
+            int(model.jnt_dofadr[j]) + (3 if model.jnt_type[j] == free else 0)
+            for j in range(model.njnt)
+            if model.jnt_type[j] in (free, ball)
+        ]
 
     def write_params(self, values: Mapping[str, np.ndarray]) -> None:
         """Write physical parameters (field -> full array) into this sim's model (and its
@@ -265,20 +271,37 @@ class MujocoSim:
         self, start: np.ndarray, u: np.ndarray, models: Sequence[Any] | None = None
     ) -> np.ndarray:
         """The state ``X_3 [R, nphys]`` at which an RK4 substep from ``start`` evaluates its
-        last stage, and so leaves ``mjData``'s derived quantities (models of hinge and slide
-        joints: positions integrate linearly). With the classic tableau (MuJoCo's
-        ``mj_RungeKutta``), ``X_i = X_0 + h A_i (v_(i-1), a_(i-1))``, ``A = 1/2, 1/2, 1``; the
-        accelerations ``a = qacc`` come from one-substep rollouts of the sensing copy (Euler
-        without implicit damping: ``qvel' = qvel + h qacc``), all rows at once, three times."""
+        last stage, and so leaves ``mjData``'s derived quantities.
+
+        MuJoCo's RK4 (``mj_RungeKutta``, classic tableau ``A = 1/2, 1/2, 1``) sets
+        ``X_i = X_0 (+) h A_i w_(i-1)``, ``v_i = v_0 + h A_i a_(i-1)``, where ``(+)`` is
+        ``mj_integratePos``, ``a = qacc`` and ``w`` is the velocity, except on the rotations of
+        free and ball joints: MuJoCo 4 integrates them on the Lie group (Runge-Kutta-Munthe-Kaas,
+        Munthe-Kaas 1998), ``w_i = dexp^-1(Theta_i, v_i) = v_i + Theta_i x v_i / 2 +
+        Theta_i x (Theta_i x v_i) / 12`` with ``Theta_i = h A_i w_(i-1)`` the stage's rotation
+        (found to match MuJoCo 4.0.1 to 1e-16; its source is not published with the wheel).
+        The accelerations come from one-substep rollouts of the sensing copy (Euler without
+        implicit damping: ``qvel' = qvel + h qacc``), all rows at once, three times."""
         nq, h = self.model.nq, self.model.opt.timestep
         models = self._sense_model if models is None else models
         q0, v0 = start[:, :nq], start[:, nq:]
-        q, v = q0, v0
+        q, v, w = q0, v0, v0
         for c in (0.5, 0.5, 1.0):
             after = self.rollout(np.concatenate([q, v], axis=1), u, 1, models)[0][:, -1]
             a = (after[:, nq:] - v) / h
-            q, v = self.integrate_pos(q0, c * v, h), v0 + h * (c * a)
+            q, v = self.integrate_pos(q0, c * w, h), v0 + h * (c * a)
+            w = self._dexpinv(h * (c * w), v)
         return np.concatenate([q, v], axis=1)
+
+    def _dexpinv(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``v [R, nv]`` with the rotational dofs of free and ball joints replaced by
+        ``v + theta x v / 2 + theta x (theta x v) / 12`` (``theta [R, nv]``: the stage's
+        rotation); other dofs unchanged."""
+        out = v.copy()
+        for d in self._rotation_dofs:
+            t, x = theta[:, d : d + 3], v[:, d : d + 3]
+            out[:, d : d + 3] = x + 0.5 * np.cross(t, x) + np.cross(t, np.cross(t, x)) / 12
+        return out
 
     def sense(
         self, phys: np.ndarray, u: np.ndarray | None = None, models: Sequence[Any] | None = None

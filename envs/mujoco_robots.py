@@ -23,16 +23,15 @@ step is rebuilt from sensors the task adds to the model:
   body exerts). This is the same sum in another order: equal up to rounding.
 
 All three models use the RK4 integrator, after which gymnasium reads ``mjData`` at RK4's last
-internal stage; ``MujocoSim.step`` evaluates the sensors at that stage rebuilt from the published
-tableau (``mujoco_bridge``). The next state equals gymnasium's (bit for bit in the tests); so do
-``qfrc_actuator`` and termination, and observation and reward equal gymnasium's
-``_get_obs``/``_get_rew`` on ``mjData`` evaluated at the rebuilt stage to rounding. Against
-gymnasium's step itself, the quantities read from derived data differ by where MuJoCo 4 places
-the floating base in that stage; worst cases measured over 100 states of a falling random
-rollout with many contacts (``tests/envs/test_mujoco_robots.py``): Ant reward 4.4e-6 (contact
-observations 3.1e-3); Humanoid cinert 9.4e-6, cvel 4.6e-4, cfrc_ext 4.5e-2 (of up to 3.1e3),
-reward 5.4e-5; HumanoidStandup cinert 3.8e-6, cvel 2.1e-5, cfrc_ext 2.3e-2 (of up to 1.2e3),
-reward 7.9e-6.
+internal stage; ``MujocoSim.step`` evaluates the sensors at that stage, rebuilt as MuJoCo's RK4
+builds it (``mujoco_bridge``). The next state equals gymnasium's (bit for bit in the tests), and
+with the constraint solver's warm start off in both, so do observation, reward and termination
+(1e-9). With the warm start on (gymnasium's default), the stage's solves start from zero here and
+from the previous substep's solution in gymnasium; Ant's Newton solver converges either way
+(exact), the humanoids' 50 PGS iterations do not: worst cases over 100 states of a falling random
+rollout with many contacts (``tests/envs/test_mujoco_robots.py``): Humanoid cinert 7.1e-8, cvel
+1.3e-5, cfrc_ext 4.4e-2 (of up to 3.1e3), reward 9.9e-6; HumanoidStandup cinert 2.2e-8, cvel
+2.1e-5, cfrc_ext 2.3e-2 (of up to 1.2e3), reward 1.8e-6.
 
 Reset follows each ``reset_model`` (Ant: uniform positions, normal velocities; humanoids:
 uniform both). gymnasium's first observation after ``reset`` holds ``cfrc_ext = 0`` (``mj_forward``
