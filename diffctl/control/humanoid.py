@@ -144,7 +144,25 @@ class StandCostConfig:
 
 
 class HumanoidStandCost:
-    """``cost(x [R, T, nx], u [R, T, nu]) -> [R]`` of standing (see ``StandCostConfig``)."""
+    """``cost(x [R, T, nx], u [R, T, nu]) -> [R]`` of standing (see ``StandCostConfig``).
+
+    The state terms are functions of a few features of the state (``features``): the torso's
+    roll, pitch and height, the centre of mass and its velocity, the feet, and the coordinates
+    the quadratic terms read; ``state_cost`` weighs the terms of those features. Each term is
+    convex in the features, which ``ILQG``'s Gauss-Newton quadratisation relies on.
+    """
+
+    #: feature slices: roll, pitch, height, com_xy, com_vel_xy, the feet's mid-point xy, the
+    #: feet's heights, then the torso's angular velocity, joint velocities, joint angles
+    ROLL, PITCH, Z, COM, VEL, FEET, FEET_Z = (
+        0,
+        1,
+        2,
+        slice(3, 5),
+        slice(5, 7),
+        slice(7, 9),
+        slice(9, 11),
+    )
 
     def __init__(self, env: Any, config: StandCostConfig | None = None) -> None:
         self.config = config or StandCostConfig()
@@ -155,43 +173,56 @@ class HumanoidStandCost:
             self.idx[name] = base + int(s.adr[0])
         self.nq, self.nv = env.model.nq, env.model.nv
 
-    def terms(self, x: Tensor, u: Tensor) -> dict[str, Tensor]:
-        """The unweighted terms ``[..., T]``."""
-        c = self.config
-        i = self.idx
+    def features(self, x: Tensor) -> Tensor:
+        """The features ``[..., 11 + 3 + (nv - 6) + (nq - 7)]`` of states ``x [..., nx]``."""
+        i, nq = self.idx, self.nq
         roll, pitch = roll_pitch(x)
-        com = x[..., i["com"] : i["com"] + 2]
-        vel = x[..., i["com_vel"] : i["com_vel"] + 2]
-        feet = 0.5 * (
-            x[..., i["right_foot"] : i["right_foot"] + 2]
-            + x[..., i["left_foot"] : i["left_foot"] + 2]
+        right, left = (
+            x[..., i["right_foot"] : i["right_foot"] + 3],
+            x[..., i["left_foot"] : i["left_foot"] + 3],
         )
-        qvel = x[..., self.nq + 6 : self.nq + self.nv]
+        return torch.cat(
+            [
+                torch.stack([roll, pitch, x[..., 2]], -1),
+                x[..., i["com"] : i["com"] + 2],
+                x[..., i["com_vel"] : i["com_vel"] + 2],
+                0.5 * (right[..., :2] + left[..., :2]),
+                torch.stack([right[..., 2], left[..., 2]], -1),
+                x[..., nq + 3 : nq + self.nv],  # angular velocity, then joint velocities
+                x[..., 7:nq],
+            ],
+            -1,
+        )
+
+    def terms(self, r: Tensor) -> dict[str, Tensor]:
+        """The unweighted state terms ``[...]`` of features ``r [..., F]``."""
+        c = self.config
+        roll, pitch, z = r[..., self.ROLL], r[..., self.PITCH], r[..., self.Z]
+        vel = r[..., self.VEL]
+        capture = r[..., self.COM] + c.fall_time * vel - r[..., self.FEET]
+        tilt = torch.maximum(roll.abs(), pitch.abs())
         return {
             "tilt": roll.square() + pitch.square(),
-            "height": _smooth_abs(x[..., 2] - c.height_goal, c.smooth),
-            "capture": _smooth_abs((com + c.fall_time * vel - feet).norm(dim=-1), c.smooth),
+            "height": _smooth_abs(z - c.height_goal, c.smooth),
+            "capture": _smooth_abs(capture.norm(dim=-1), c.smooth),
             "com_vel": vel.square().sum(-1),
-            "joint_vel": qvel.square().sum(-1),
-            "posture": x[..., 7 : self.nq].square().sum(-1),
-            "feet_height": (x[..., i["right_foot"] + 2] - 0.08).clamp_min(0)
-            + (x[..., i["left_foot"] + 2] - 0.08).clamp_min(0),
-            "bounds": (torch.maximum(roll.abs(), pitch.abs()) - c.tilt_soft_limit)
-            .clamp_min(0)
-            .square()
-            + (c.height_soft_limit - x[..., 2]).clamp_min(0).square(),
-            "ang_vel": x[..., self.nq + 3 : self.nq + 6].square().sum(-1),
-            "control": u.square().sum(-1),
+            "ang_vel": r[..., 11:14].square().sum(-1),
+            "joint_vel": r[..., 14 : 14 + self.nv - 6].square().sum(-1),
+            "posture": r[..., 14 + self.nv - 6 :].square().sum(-1),
+            "feet_height": (r[..., self.FEET_Z] - 0.08).clamp_min(0).sum(-1),
+            "bounds": (tilt - c.tilt_soft_limit).clamp_min(0).square()
+            + (c.height_soft_limit - z).clamp_min(0).square(),
         }
+
+    def state_cost(self, r: Tensor) -> Tensor:
+        """``sum_k w_k term_k`` ``[...]`` of features ``r [..., F]`` (one step's state cost)."""
+        c = self.config
+        return sum(getattr(c, name) * term for name, term in self.terms(r).items())  # type: ignore[return-value]
 
     def __call__(self, x: Tensor, u: Tensor) -> Tensor:
         c = self.config
-        t = self.terms(x, u)
-        state = c.tilt * t["tilt"] + c.height * t["height"] + c.capture * t["capture"]
-        state = state + c.com_vel * t["com_vel"] + c.joint_vel * t["joint_vel"]
-        state = state + c.posture * t["posture"] + c.ang_vel * t["ang_vel"]
-        state = state + c.bounds * t["bounds"] + c.feet_height * t["feet_height"]
-        step = state + c.control * t["control"]
+        state = self.state_cost(self.features(x))  # [R, T]
+        step = state + c.control * u.square().sum(-1)
         return step.sum(-1) + (c.terminal - 1.0) * state[..., -1]
 
 

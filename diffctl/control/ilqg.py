@@ -15,11 +15,12 @@ Optimization"; MJPC's iLQG), with the box-constrained backward pass of Tassa, Ma
    differences, in MuJoCo's tangent space: ``dx = [dq (nv), dv (nv)]``, the quaternion
    perturbed by a rotation), at every ``jacobian_stride``-th knot (the knots between reuse the
    last one's ``A, B``); the same call gives the sensor Jacobians ``C_t`` the cost reads.
-3. Quadratise the cost by Gauss-Newton: the stand cost is a sum of functions ``rho(r(x))`` of
-   low-dimensional features ``r`` (torso roll and pitch, height, centre of mass, its velocity,
-   the feet), so ``l_x = J' rho'`` and ``l_xx = J' rho'' J`` with ``J = dr/dx`` (``C_t`` for the
-   sensors, differences of the quaternion for roll and pitch); ``rho''`` of the smooth-abs and
-   norm terms is positive semi-definite, so ``l_xx`` is.
+3. Quadratise the cost by Gauss-Newton (``StandCostGN``): the stand cost is ``rho(r(x))``, a
+   convex function ``rho`` of low-dimensional features ``r`` (torso roll and pitch, height,
+   centre of mass, its velocity, the feet, the coordinates), so ``l_x = J' g`` and
+   ``l_xx = J' H J`` with ``J = dr/dx`` (central differences along the tangent space, the
+   sensors moved along ``C_t``), ``g = rho'`` by autograd and ``H = rho''`` by central
+   differences of ``g``; ``H`` is positive semi-definite, so ``l_xx`` is.
 4. Backward pass (the Riccati recursion of DDP without the dynamics' second derivatives):
    ``Q_u = l_u + B'V_x``, ``Q_uu = l_uu + B'V_xx B + mu I``, ``Q_ux = B'V_xx A``; the step is
    ``k = argmin_{lo <= u+k <= hi} k'Q_u + k'Q_uu k / 2`` (unconstrained Cholesky solve when it
@@ -34,9 +35,8 @@ Receding horizon (``act``): re-plan every ``replan_every`` control steps from th
 the steps elapsed (warm start); between re-plans apply the nominal plus the feedback
 ``K_t (x (-) xbar_t)`` around the plan's nominal trajectory (iLQG's local policy).
 
-The cost is ``StandCostConfig``'s stand cost (``HumanoidStandCost``'s terms and weights), here
-evaluated with each state's own sensors (``mj_forward`` at ``x_t``), in numpy: a per-step call
-of torch autograd for the Hessians of a 59-dimensional state cost the real-time budget.
+The cost is ``HumanoidStandCost`` itself (the torch function ``PredictiveSampling`` plans with),
+evaluated on each state's own sensors (``mj_forward`` at ``x_t``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .humanoid import StandCostConfig
+from .humanoid import HumanoidStandCost, StandCostConfig
 
 __all__ = ["ILQGConfig", "ILQG", "StandCostGN"]
 
@@ -101,13 +101,6 @@ class ILQGConfig:
             raise ValueError("mu_min <= mu_init <= mu_max, all > 0, expected")
 
 
-def _roll_pitch(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    roll = np.arctan2(2 * (w * x + y * z), 1 - 2 * (x * x + y * y))
-    pitch = np.arcsin(np.clip(2 * (w * y - z * x), -1, 1))
-    return roll, pitch
-
-
 def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     w1, x1, y1, z1 = a[..., 0], a[..., 1], a[..., 2], a[..., 3]
     w2, x2, y2, z2 = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
@@ -122,122 +115,81 @@ def _qmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def _smooth_abs(r: np.ndarray, p: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``sqrt(r^2 + p^2) - p`` and its first and second derivatives."""
-    s = np.sqrt(r * r + p * p)
-    return s - p, r / s, p * p / s**3
-
-
 class StandCostGN:
-    """``StandCostConfig``'s stand cost on MuJoCo trajectories (positions ``Q [T+1, nq]``,
-    velocities ``V [T+1, nv]``, sensors ``S [T+1, ns]`` at each state, controls ``U [T, nu]``)
-    with its Gauss-Newton gradient and Hessian in MuJoCo's tangent space."""
+    """``HumanoidStandCost`` on MuJoCo trajectories (positions ``Q [T+1, nq]``, velocities
+    ``V [T+1, nv]``, sensors ``S [T+1, ns]`` at each state, controls ``U [T, nu]``) with its
+    Gauss-Newton quadratisation in MuJoCo's tangent space.
 
-    def __init__(self, model: Any, config: StandCostConfig | None = None) -> None:
-        self.c = config or StandCostConfig()
-        self.nq, self.nv, self.nu = model.nq, model.nv, model.nu
+    The state cost is ``rho(r(x))``: ``r = cost.features(x)`` and ``rho = cost.state_cost``,
+    convex in ``r``. Gauss-Newton keeps ``rho``'s curvature and drops the features':
+    ``l_x = J' g``, ``l_xx = J' H J`` with ``J = dr/dx`` by central differences of the feature
+    map along the tangent space (the quaternion rotated, the sensors moved along their
+    Jacobians ``C``), ``g = drho/dr`` by autograd and ``H`` by central differences of ``g``
+    (all perturbations of all knots in one call each). The control cost goes the same way.
 
-        def adr(name: str) -> int:
-            return int(model.sensor(f"stand:{name}").adr[0])
+    Args:
+        cost: the torch stand cost (its sensors index the planning model's ``sensordata``).
+        nu: controls.
+        fd_eps: the central differences' step (in ``x``'s and ``r``'s units).
+    """
 
-        self.com, self.vel = adr("com"), adr("com_vel")
-        self.rf, self.lf = adr("right_foot"), adr("left_foot")
+    def __init__(self, cost: HumanoidStandCost, nu: int, fd_eps: float = 1e-5) -> None:
+        self.cost, self.nq, self.nv, self.nu, self.eps = cost, cost.nq, cost.nv, nu, fd_eps
 
-    def _weights(self, n: int) -> np.ndarray:
-        w = np.ones(n)
-        w[-1] = self.c.terminal
-        return w
+    def _states(self, Q: np.ndarray, V: np.ndarray, S: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.concatenate([Q, V, S], axis=-1))
 
     def value(self, Q: np.ndarray, V: np.ndarray, S: np.ndarray, U: np.ndarray) -> float:
-        c = self.c
-        roll, pitch = _roll_pitch(Q[:, 3:7])
-        z = Q[:, 2]
-        com, vel = S[:, self.com : self.com + 2], S[:, self.vel : self.vel + 2]
-        feet = 0.5 * (S[:, self.rf : self.rf + 2] + S[:, self.lf : self.lf + 2])
-        d = np.linalg.norm(com + c.fall_time * vel - feet, axis=-1)
-        tilt_over = np.maximum(np.maximum(np.abs(roll), np.abs(pitch)) - c.tilt_soft_limit, 0)
-        state = (
-            c.tilt * (roll**2 + pitch**2)
-            + c.height * _smooth_abs(z - c.height_goal, c.smooth)[0]
-            + c.capture * _smooth_abs(d, c.smooth)[0]
-            + c.com_vel * (vel**2).sum(-1)
-            + c.joint_vel * (V[:, 6:] ** 2).sum(-1)
-            + c.posture * (Q[:, 7:] ** 2).sum(-1)
-            + c.ang_vel * (V[:, 3:6] ** 2).sum(-1)
-            + c.bounds * (tilt_over**2 + np.maximum(c.height_soft_limit - z, 0) ** 2)
-            + c.feet_height
-            * (np.maximum(S[:, self.rf + 2] - 0.08, 0) + np.maximum(S[:, self.lf + 2] - 0.08, 0))
-        )
-        return float((self._weights(len(state)) * state).sum() + c.control * (U**2).sum())
+        x = self._states(Q, V, S)[None]
+        u = torch.from_numpy(np.concatenate([U, np.zeros((1, self.nu))]))[None]  # none at T
+        return float(self.cost(x, u))
+
+    def _grad_hess(self, f: Any, r: Tensor) -> tuple[Tensor, Tensor]:
+        """``(df/dr [K, F], d2f/dr2 [K, F, F])`` of ``f(r [K, F]) -> [K]``: the gradient by
+        autograd, the Hessian by central differences of it."""
+        k, n = r.shape
+        e = self.eps * torch.eye(n, dtype=r.dtype)
+        with torch.inference_mode(False), torch.enable_grad():  # ``balance`` runs in inference
+            rows = torch.cat([r[:, None], r[:, None] + e, r[:, None] - e], 1).requires_grad_()
+            (grad,) = torch.autograd.grad(f(rows).sum(), rows)
+        hess = (grad[:, 1 : n + 1] - grad[:, n + 1 :]) / (2 * self.eps)  # [K, F (column), F]
+        return grad[:, 0], 0.5 * (hess + hess.transpose(1, 2))
 
     def quadratize(
         self, Q: np.ndarray, V: np.ndarray, S: np.ndarray, U: np.ndarray, C: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(l_x [T+1, 2nv], l_xx [T+1, 2nv, 2nv], l_u [T, nu], l_uu [nu, nu])``; ``C [T+1,
         ns, 2nv]`` the sensor Jacobians."""
-        c, nv = self.c, self.nv
-        n1, n = Q.shape[0], 2 * nv
-        roll, pitch = _roll_pitch(Q[:, 3:7])
-        z = Q[:, 2]
-        vel = S[:, self.vel : self.vel + 2]
-        feet = 0.5 * (S[:, self.rf : self.rf + 2] + S[:, self.lf : self.lf + 2])
-        d = S[:, self.com : self.com + 2] + c.fall_time * vel - feet
-        # features r = [roll, pitch, z, com (2), com_vel (2), feet mid-point (2)], J = dr/dx
-        J = np.zeros((n1, 9, n))
-        e = 1e-6
-        for i in range(3):  # rotation of the free joint's frame by e about axis i
-            dq = np.zeros(4)
-            dq[0], dq[1 + i] = 1.0, 0.5 * e
-            r2, p2 = _roll_pitch(_qmul(Q[:, 3:7], dq))
-            J[:, 0, 3 + i], J[:, 1, 3 + i] = (r2 - roll) / e, (p2 - pitch) / e
-        J[:, 2, 2] = 1.0
-        J[:, 3:5] = C[:, self.com : self.com + 2]
-        J[:, 5:7] = C[:, self.vel : self.vel + 2]
-        J[:, 7:9] = 0.5 * (C[:, self.rf : self.rf + 2] + C[:, self.lf : self.lf + 2])
-        g, H = np.zeros((n1, 9)), np.zeros((n1, 9, 9))
-        g[:, 0], g[:, 1] = 2 * c.tilt * roll, 2 * c.tilt * pitch
-        H[:, 0, 0] = H[:, 1, 1] = 2 * c.tilt
-        _, d1, d2 = _smooth_abs(z - c.height_goal, c.smooth)
-        g[:, 2] += c.height * d1
-        H[:, 2, 2] += c.height * d2
-        low = np.maximum(c.height_soft_limit - z, 0)
-        g[:, 2] -= 2 * c.bounds * low
-        H[:, 2, 2] += 2 * c.bounds * (low > 0)
-        over = np.maximum(np.maximum(np.abs(roll), np.abs(pitch)) - c.tilt_soft_limit, 0)
-        is_roll = np.abs(roll) >= np.abs(pitch)
-        for j, (ang, mask) in enumerate(((roll, is_roll), (pitch, ~is_roll))):
-            g[:, j] += np.where(mask, 2 * c.bounds * over * np.sign(ang), 0)
-            H[:, j, j] += np.where(mask & (over > 0), 2 * c.bounds, 0)
-        s = np.sqrt((d**2).sum(-1) + c.smooth**2)
-        gd = d / s[:, None]
-        Hd = (np.eye(2)[None] - d[:, :, None] * d[:, None, :] / s[:, None, None] ** 2) / s[
-            :, None, None
-        ]
-        D = np.zeros((2, 6))  # d = D [com, vel, feet]
-        D[:, 0:2], D[:, 2:4], D[:, 4:6] = np.eye(2), c.fall_time * np.eye(2), -np.eye(2)
-        g[:, 3:9] += c.capture * gd @ D
-        H[:, 3:9, 3:9] += c.capture * np.einsum("ai,tab,bj->tij", D, Hd, D)
-        g[:, 5:7] += 2 * c.com_vel * vel
-        H[:, 5, 5] += 2 * c.com_vel
-        H[:, 6, 6] += 2 * c.com_vel
-        lx = np.einsum("tf,tfn->tn", g, J)
-        lxx = np.einsum("tfn,tfg,tgm->tnm", J, H, J)
-        # terms quadratic in the coordinates themselves
-        for lo, hi, w, val in (
-            (nv + 6, n, c.joint_vel, V[:, 6:]),
-            (6, nv, c.posture, Q[:, 7:]),
-            (nv + 3, nv + 6, c.ang_vel, V[:, 3:6]),
-        ):
-            if w:
-                lx[:, lo:hi] += 2 * w * val
-                idx = np.arange(lo, hi)
-                lxx[:, idx, idx] += 2 * w
-        if c.feet_height:
-            for f in (self.rf, self.lf):
-                lx += c.feet_height * (S[:, f + 2] > 0.08)[:, None] * C[:, f + 2]
-        wt = self._weights(n1)
-        lx, lxx = lx * wt[:, None], lxx * wt[:, None, None]
-        return lx, lxx, 2 * c.control * U, 2 * c.control * np.eye(self.nu)
+        nv, e = self.nv, self.eps
+        n = 2 * nv
+        # the states moved by +-e along each tangent direction: [T+1, 2, n, nx]
+        Qp = np.repeat(np.repeat(Q[:, None, None], 2, 1), n, 2)
+        Vp = np.repeat(np.repeat(V[:, None, None], 2, 1), n, 2)
+        Sp = (
+            S[:, None, None]
+            + np.stack([e, -e])[None, :, None, None] * C.transpose(0, 2, 1)[:, None]
+        )
+        for sign, h in ((0, e), (1, -e)):
+            for i in range(nv):
+                if 3 <= i < 6:  # the free joint's rotation about its own axis i - 3
+                    dq = np.zeros(4)
+                    dq[0], dq[i - 2] = 1.0, 0.5 * h
+                    Qp[:, sign, i, 3:7] = _qmul(Q[:, 3:7], dq)
+                else:
+                    Qp[:, sign, i, i + (i >= 6)] += h
+                Vp[:, sign, nv + i, i] += h
+        r0 = self.cost.features(self._states(Q, V, S))
+        rp = self.cost.features(self._states(Qp, Vp, Sp))
+        J = ((rp[:, 0] - rp[:, 1]) / (2 * e)).transpose(1, 2)  # [T+1, F, n]
+        g, H = self._grad_hess(self.cost.state_cost, r0)
+        w = torch.ones(len(g), 1, 1, dtype=g.dtype)
+        w[-1] = self.cost.config.terminal
+        Jt = w * J.transpose(1, 2)
+        lx = (Jt @ g[:, :, None])[:, :, 0]
+        lxx = Jt @ H @ J
+        control = self.cost.config.control
+        gu, Hu = self._grad_hess(lambda u: control * u.square().sum(-1), torch.from_numpy(U))
+        return lx.numpy(), lxx.numpy(), gu.numpy(), Hu[0].numpy()
 
 
 def _box_qp(
@@ -300,7 +252,7 @@ class ILQG:
         self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         self.lo = m.actuator_ctrlrange[:, 0].copy()
         self.hi = m.actuator_ctrlrange[:, 1].copy()
-        self.cost = StandCostGN(m, cost)
+        self.cost = StandCostGN(HumanoidStandCost(env, cost), self.nu)
         self.history: list[dict[str, Any]] = []
         self.reset()
 

@@ -159,9 +159,11 @@ def test_humanoid_stays_upright_under_a_push():
 # ---------------------------------------------------------------------------------- iLQG
 
 
-def test_ilqg_stand_cost_equals_the_torch_stand_cost_and_its_gradient_is_exact(env):
-    """``StandCostGN.value`` is ``HumanoidStandCost`` on states whose sensors are their own, and
-    its Gauss-Newton gradient ``l_x`` is the cost's gradient along MuJoCo's tangent space."""
+def test_ilqg_quadratisation_is_the_stand_costs_gradient_and_gauss_newton_hessian(env):
+    """``StandCostGN.value`` is ``HumanoidStandCost`` with no control at the last knot; its
+    ``l_x`` is the cost's gradient along MuJoCo's tangent space (central differences of the
+    cost with the sensors recomputed), ``l_xx`` is positive semi-definite and equals
+    ``J' H J`` with ``H`` the torch Hessian of the convex feature cost."""
     import mujoco
 
     from diffctl.control.humanoid import StandCostConfig
@@ -169,8 +171,7 @@ def test_ilqg_stand_cost_equals_the_torch_stand_cost_and_its_gradient_is_exact(e
 
     planner = ILQG(env)
     m, d = planner.model, planner.data
-    gen = torch.Generator().manual_seed(3)
-    x = env.initial_state(1, gen)[0].numpy()
+    x = env.initial_state(1, torch.Generator().manual_seed(3))[0].numpy()
     qpos, qvel = x[: m.nq].copy(), x[m.nq : m.nq + m.nv].copy()
     qpos[3:7] = [np.cos(0.1), np.sin(0.1), 0.0, 0.0]  # 0.2 rad roll: the bounds term is active
     qvel[:6] = [0.3, -0.2, 0.1, 0.5, -0.4, 0.2]
@@ -180,43 +181,54 @@ def test_ilqg_stand_cost_equals_the_torch_stand_cost_and_its_gradient_is_exact(e
         mujoco.mj_forward(m, d)
         return d.sensordata.copy()
 
-    Q, V, S, U = qpos[None], qvel[None], sensed(qpos, qvel)[None], np.zeros((0, m.nu))
-    # the two costs agree at many states, with every term of the cost weighed
-    every_term = StandCostConfig(posture=0.3, feet_height=2.0, ang_vel=0.05)
-    rng = np.random.default_rng(0)
-    for config in (StandCostConfig(), every_term):
-        gn = StandCostGN(m, config)
-        for _ in range(10):
-            qp, qv = qpos.copy(), qvel + 0.5 * rng.standard_normal(m.nv)
-            qp[2] += rng.uniform(-0.4, 0.1)  # below and above the height goal and soft limit
-            qp[3:7] = rng.standard_normal(4) * [1, 0.2, 0.2, 0.5] + [3, 0, 0, 0]
-            qp[3:7] /= np.linalg.norm(qp[3:7])
-            qp[7:] += 0.3 * rng.standard_normal(m.nq - 7)
-            sp = sensed(qp, qv)
-            xs = torch.from_numpy(np.concatenate([qp, qv, sp]))[None, None]  # [1, 1, nx]
-            ours = HumanoidStandCost(env, config)(xs, torch.zeros(1, 1, m.nu, dtype=xs.dtype))
-            assert gn.value(qp[None], qv[None], sp[None], U) == pytest.approx(float(ours), rel=1e-9)
+    Q, V, S = qpos[None], qvel[None], sensed(qpos, qvel)[None]
+    U = np.zeros((0, m.nu))
     xs = torch.from_numpy(np.concatenate([Q, V, S], 1))[None]  # [1, 1, nx]
     torch_cost = HumanoidStandCost(env)(xs, torch.zeros(1, 1, m.nu, dtype=torch.float64))
-    # one knot, weighed ``terminal`` by both (torch: 1 + (terminal - 1))
-    assert planner.cost.value(Q, V, S, U) == pytest.approx(float(torch_cost), rel=1e-9)
+    assert planner.cost.value(Q, V, S, U) == float(torch_cost)
     A = np.zeros((2 * m.nv, 2 * m.nv))
     C = np.zeros((m.nsensordata, 2 * m.nv))
     d.qpos[:], d.qvel[:], d.ctrl[:] = qpos, qvel, 0.0
     mujoco.mjd_transitionFD(m, d, 1e-6, 1, A, None, C, None)
-    for cost in (planner.cost, StandCostGN(m, every_term)):
-        lx, lxx, _, _ = cost.quadratize(Q, V, S, U, C[None])
+    every_term = StandCostConfig(posture=0.3, feet_height=2.0, ang_vel=0.05)
+    for config in (StandCostConfig(), every_term):
+        torch_cost = HumanoidStandCost(env, config)
+        cost = StandCostGN(torch_cost, m.nu)
+        lx, lxx, lu, luu = cost.quadratize(Q, V, S, np.ones((1, m.nu)), C[None])
         assert np.all(np.linalg.eigvalsh(lxx[0]) > -1e-6)  # Gauss-Newton: PSD
+        np.testing.assert_allclose(lu, 2 * config.control * np.ones((1, m.nu)), rtol=1e-6)
+        np.testing.assert_allclose(luu, 2 * config.control * np.eye(m.nu), rtol=1e-6)
+        # l_xx = J' H J: H the feature cost's Hessian by double autograd, J = dr/dx by central
+        # differences with the quaternion integrated and the sensors recomputed
+        r = torch_cost.features(xs[0, 0])
+        H = torch.autograd.functional.hessian(torch_cost.state_cost, r).numpy()
+        J = np.zeros((r.numel(), 2 * m.nv))
+        for i in range(2 * m.nv):
+            rows = []
+            for sgn in (1e-6, -1e-6):
+                dq, qp, qv = np.zeros(m.nv), qpos.copy(), qvel.copy()
+                if i < m.nv:
+                    dq[i] = sgn
+                    mujoco.mj_integratePos(m, qp, dq, 1.0)
+                else:
+                    qv[i - m.nv] += sgn
+                xp = torch.from_numpy(np.concatenate([qp, qv, sensed(qp, qv)]))
+                rows.append(torch_cost.features(xp).numpy())
+            J[:, i] = (rows[0] - rows[1]) / 2e-6
+        w = config.terminal  # one knot: the last
+        np.testing.assert_allclose(
+            lxx[0], w * J.T @ H @ J, rtol=1e-3, atol=1e-3 * np.abs(lxx).max()
+        )
         e = 1e-6
         for i in (2, 3, 4, 8, 12, m.nv + 0, m.nv + 4, m.nv + 10):
             vals = []
-            for s in (e, -e):
+            for sgn in (e, -e):
                 dq, qp, qv = np.zeros(m.nv), qpos.copy(), qvel.copy()
                 if i < m.nv:
-                    dq[i] = s
+                    dq[i] = sgn
                     mujoco.mj_integratePos(m, qp, dq, 1.0)
                 else:
-                    qv[i - m.nv] += s
+                    qv[i - m.nv] += sgn
                 vals.append(cost.value(qp[None], qv[None], sensed(qp, qv)[None], U))
             fd = (vals[0] - vals[1]) / (2 * e)
             assert lx[0, i] == pytest.approx(fd, rel=1e-4, abs=1e-4), i
