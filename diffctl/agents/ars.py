@@ -12,7 +12,13 @@ uses only the ``b`` directions with the largest ``max(r_k^+, r_k^-)`` (the "-t" 
 line 6) and divides by ``sigma_R``, the standard deviation of those ``2b`` returns. ARS V2
 normalises states, ``a = M diag(Sigma)^(-1/2) (s - mu)`` (line 5), with the mean and
 variance of every state the rollouts have visited, updated after each generation (line 8).
-``M`` starts at zero. ``step`` counts the env steps the episodes actually took.
+``M`` starts at zero (an MLP: its output layer). ``step`` counts the env steps the episodes
+actually took.
+
+With ``starts = K > 0`` every perturbed policy runs ``K`` episodes from the same ``K`` start
+states and its return is their mean: where the start decides a return more than the
+perturbation does (pendulum), one random start per direction would make the top-``b`` choice
+pick the directions that drew easy starts.
 """
 
 from __future__ import annotations
@@ -24,8 +30,8 @@ import torch
 from torch import Tensor
 
 from diffctl.agents.agent import Agent, TrainResult, seeded_init
-from diffctl.agents.es import Episodes, EvolutionPolicy, generation_rollout, make_vec_env
-from diffctl.agents.loop import Callback, TrainLoop
+from diffctl.agents.es import EvolutionPolicy, generation_rollout, start_run
+from diffctl.agents.loop import Callback
 from diffctl.configs.agents import ARS_PRESETS as PRESETS
 from diffctl.configs.agents import ARSConfig
 from diffctl.data import RunningNormalizer
@@ -41,10 +47,12 @@ def default_config(env_name: str) -> ARSConfig:
 
 def make_agent(spec: Any, config: ARSConfig, seed: int = 0) -> Agent:
     def build() -> Agent:
-        linear = not config.hidden
-        actor = EvolutionPolicy(spec, config.hidden, config.activation, bias=not linear)
-        if linear:  # Algorithm 2, line 1: M_0 = 0
-            actor.set_theta(torch.zeros_like(actor.theta))
+        actor = EvolutionPolicy(spec, config.hidden, config.activation, bias=bool(config.hidden))
+        # Algorithm 2, line 1: M_0 = 0; an MLP starts at its output layer 0 (the action 0
+        # everywhere, the hidden features random), as ES does
+        with torch.no_grad():
+            for p in actor.layers[-1].parameters():
+                p.zero_()
         norm = RunningNormalizer((spec.obs_dim,)) if config.version == "v2" else None
         return Agent("ars", spec, config, actor, obs_normalizer=norm)
 
@@ -79,28 +87,15 @@ def train(
     callback: Callback | None = None,
 ) -> TrainResult:
     """Train a policy with ARS on ``env``; other arguments as ``ppo.train``."""
-    name = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "name", "")
-    cfg = config if config is not None else default_config(name)
-    if not isinstance(cfg, ARSConfig):
-        raise TypeError(f"config: expected an ARSConfig, got {type(cfg).__name__}")
-    n = cfg.num_directions
-    runner = make_vec_env(env, 2 * n, seed, device)
-    spec, dev = runner.spec, runner.device
-    agent = make_agent(spec, cfg, seed).to(dev)
-    policy = agent.actor
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(seed)
-    episodes = Episodes()
-    horizon = cfg.episode_steps or runner.max_steps
-    num_generations = max(1, cfg.total_steps // (2 * n * horizon))
-    parts = {"generator": gen, "episodes": episodes}
-    loop = TrainLoop(
-        agent, episodes, parts, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+    run = start_run(
+        env, config, seed, config_class=ARSConfig, presets=PRESETS, make_agent=make_agent,
+        device=device, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
         callback=callback,
     )  # fmt: skip
-    state = loop.resume(resume, {"iteration": 0, "steps": 0})
-    iteration, steps = state["iteration"], state["steps"]
-    while iteration < num_generations:
+    cfg, agent, loop, gen, dev = run.config, run.agent, run.loop, run.generator, run.runner.device
+    policy, n = agent.actor, cfg.num_directions
+    iteration, steps = run.iteration, run.steps
+    while iteration < run.num_generations:
         iteration += 1
         # line 4: directions delta_k; policies M +- nu delta_k, all 2N in one batched rollout
         theta = policy.theta
@@ -109,17 +104,18 @@ def train(
         env_seed = int(torch.randint(0, 2**31 - 1, (), generator=gen, device=dev))
         norm = agent.obs_normalizer
         returns, lengths, states = generation_rollout(
-            runner, policy, thetas, env_seed, horizon, norm
+            run.runner, policy, thetas, env_seed, run.horizon, norm, cfg.starts
         )
         # lines 6-7: top-b directions, step scaled by the std of their returns
         update = ars_step(delta, returns[:n], returns[n:], cfg.num_top, cfg.step_size)
         policy.set_theta(theta + update)
         if norm is not None:  # line 8: mu, Sigma over every state visited so far (V2)
             norm.update(states.to(norm.mean.dtype))
-        episodes.add(returns)
+        run.episodes.add(returns, max(cfg.starts, 1))
         steps += int(lengths.sum())
         losses = {"max_return": float(returns.max()), "step_norm": float(update.norm())}
         state = {"iteration": iteration, "steps": steps}
-        if not loop.log(steps, iteration, losses, state=state, last=iteration == num_generations):
+        last = iteration == run.num_generations
+        if not loop.log(steps, iteration, losses, state=state, last=last):
             break
     return loop.result()

@@ -17,13 +17,16 @@ Adam ascends ``g - l2 * theta`` (the L2 penalty of the paper's code). The policy
 them to the action box. ``step`` counts the env steps the episodes actually took.
 
 This module also holds the pieces ``ars`` shares: ``EvolutionPolicy`` (the flat-parameter
-policy and its batched forward), ``generation_rollout`` (one batched episode per perturbation)
-and ``Episodes`` (the statistics ``TrainLoop`` logs).
+policy and its batched forward), ``generation_rollout`` (one batched episode per perturbation,
+or ``starts`` episodes from starts the whole generation shares), ``Episodes`` (the statistics
+``TrainLoop`` logs) and ``start_run`` (config, env batch, agent, generator, resume).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,11 +44,13 @@ __all__ = [
     "PRESETS",
     "ESConfig",
     "EvolutionPolicy",
+    "EvolutionRun",
     "centred_ranks",
     "default_config",
     "es_gradient",
     "generation_rollout",
     "make_agent",
+    "start_run",
     "train",
 ]
 
@@ -155,9 +160,10 @@ class Episodes:
     def __init__(self) -> None:
         self.total, self.count = 0.0, 0
 
-    def add(self, returns: Tensor) -> None:
-        self.total += float(returns.sum())
-        self.count += returns.numel()
+    def add(self, returns: Tensor, episodes_each: int = 1) -> None:
+        """Count ``returns``, each the mean return of ``episodes_each`` episodes."""
+        self.total += float(returns.sum()) * episodes_each
+        self.count += returns.numel() * episodes_each
 
     def episode_statistics(self, clear: bool = True) -> dict[str, Any]:
         out = {
@@ -197,23 +203,36 @@ def generation_rollout(
     seed: int,
     episode_steps: int,
     normalizer: RunningNormalizer | None = None,
+    starts: int = 0,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Run policy ``thetas[b]`` in env ``b`` of ``runner`` for one episode (to its end or
-    ``episode_steps``), all ``B = runner.num_envs`` at once. Envs ``b`` and ``b + B/2`` (an
-    antithetic pair) start from the same state, so a pair's returns differ by the perturbation
-    only (common random numbers).
+    """Run every policy ``thetas[p]`` (``P`` rows) for one episode (to its end or
+    ``episode_steps``) in its own env(s) of ``runner``, all at once, with common random numbers:
 
-    Returns the undiscounted returns ``[B]``, the episode lengths ``[B]`` (int64) and, when
-    ``normalizer`` is given, the raw observations the running episodes saw ``[M, obs_dim]``
-    (the policies see them normalised with ``normalizer``'s current statistics).
+    - ``starts=0``: one env per policy (``runner.num_envs == P``); envs ``p`` and ``p + P/2``
+      (an antithetic pair) start from the same state, so a pair's returns differ by the
+      perturbation only;
+    - ``starts=K > 0``: ``K`` envs per policy (``runner.num_envs == K * P``, env ``p * K + j``
+      runs policy ``p`` from start ``j``); every policy runs from the same ``K`` start states,
+      drawn once, so the returns of *all* policies, not only a pair's, differ by the
+      perturbation only. A policy's return is the mean of its ``K`` episodes.
+
+    Returns the undiscounted returns ``[P]``, the env steps each policy took ``[P]`` (int64)
+    and, when ``normalizer`` is given, the raw observations the running episodes saw
+    ``[M, obs_dim]`` (the policies see them normalised with ``normalizer``'s current statistics).
     """
-    b = runner.num_envs
-    if thetas.shape[0] != b:
-        raise ValueError(f"thetas: expected {b} rows (one per env), got {thetas.shape[0]}")
+    b, k, p = runner.num_envs, max(starts, 1), thetas.shape[0]
+    if p * k != b:
+        per = "one env" if k == 1 else f"{k} envs"
+        raise ValueError(f"thetas: expected {b // k} rows ({per} each), got {p}")
     runner.reset(seed=seed)
-    # common random numbers: env b and env b + B/2 (the pair theta +- sigma eps) share a start
-    x0 = runner.env.initial_state(b // 2, runner.generator)
-    obs = runner.set_state(torch.cat([x0, x0]) if b % 2 == 0 else runner.state)
+    if starts:  # all P policies from the same K starts
+        obs = runner.set_state(runner.env.initial_state(k, runner.generator).repeat(p, 1))
+        thetas = thetas.repeat_interleave(k, dim=0)
+    elif b % 2 == 0:  # env b and env b + B/2 (the pair theta +- sigma eps) share a start
+        x0 = runner.env.initial_state(b // 2, runner.generator)
+        obs = runner.set_state(torch.cat([x0, x0]))
+    else:  # an odd batch (one policy alone, say) has no pairs: the starts of the reset
+        obs = runner.set_state(runner.state)
     returns = torch.zeros(b, dtype=torch.float64, device=runner.device)
     lengths = torch.zeros(b, dtype=torch.int64, device=runner.device)
     alive = torch.ones(b, dtype=torch.bool, device=runner.device)
@@ -230,7 +249,7 @@ def generation_rollout(
         if t % 25 == 24 and not bool(alive.any()):  # every episode over: stop stepping
             break
     states = torch.cat(seen) if normalizer is not None else None
-    return returns, lengths, states
+    return returns.view(p, k).mean(1), lengths.view(p, k).sum(1), states
 
 
 # ------------------------------------------------------------------ fitness shaping, update
@@ -257,8 +276,75 @@ def es_gradient(eps: Tensor, returns_pos: Tensor, returns_neg: Tensor, sigma: fl
     return (u[:n] - u[n:]).to(eps.dtype) @ eps / (2 * n * sigma)
 
 
-def _episode_steps(cfg: Any, runner: VecEnv) -> int:
-    return cfg.episode_steps or runner.max_steps
+# ------------------------------------------------------------------ training run
+@dataclass
+class EvolutionRun:
+    """What ``start_run`` sets up for an ES or ARS loop: the resolved config, the ``VecEnv`` of
+    one generation, the agent, the generator of the noise, the episode statistics, the episode
+    length, the number of generations, the ``TrainLoop`` with its stateful ``parts``, and the
+    loop variables (restored by a resume)."""
+
+    config: Any
+    runner: VecEnv
+    agent: Agent
+    generator: torch.Generator
+    episodes: Episodes
+    horizon: int
+    num_generations: int
+    parts: dict[str, Any]
+    loop: TrainLoop
+    iteration: int
+    steps: int
+
+
+def start_run(
+    env: Any,
+    config: Any,
+    seed: int,
+    *,
+    config_class: type,
+    presets: Mapping[str, Any],
+    make_agent: Callable[[Any, Any, int], Agent],
+    make_parts: Callable[[Agent, Any], dict[str, Any]] | None = None,
+    device: str | torch.device | None,
+    checkpoint: str | os.PathLike | None,
+    checkpoint_every: int,
+    resume: str | os.PathLike | None,
+    callback: Callback | None,
+) -> EvolutionRun:
+    """The preamble both ``es.train`` and ``ars.train`` share: resolve the config (``presets``
+    by env name, else ``config_class()``), make the ``VecEnv`` of ``2 * num_directions``
+    perturbed policies (times ``starts``), the agent (``make_agent(spec, config, seed)``), the
+    seeded noise generator, the episode statistics, the algorithm's own stateful parts
+    (``make_parts(agent, config)``, e.g. an optimizer) and the ``TrainLoop``, then resume.
+    A generation counts ``2 * num_directions * max(starts, 1)`` episodes of ``episode_steps``
+    against ``total_steps``."""
+    name = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "name", "")
+    cfg = config if config is not None else presets.get(name, config_class())
+    if not isinstance(cfg, config_class):
+        raise TypeError(f"config: expected an {config_class.__name__}, got {type(cfg).__name__}")
+    envs = 2 * cfg.num_directions * max(cfg.starts, 1)
+    runner = make_vec_env(env, envs, seed, device)
+    agent = make_agent(runner.spec, cfg, seed).to(runner.device)
+    gen = torch.Generator(device=runner.device)
+    gen.manual_seed(seed)
+    episodes = Episodes()
+    horizon = cfg.episode_steps or runner.max_steps
+    num_generations = max(1, cfg.total_steps // (envs * horizon))
+    parts = {
+        **(make_parts(agent, cfg) if make_parts else {}),
+        "generator": gen,
+        "episodes": episodes,
+    }
+    loop = TrainLoop(
+        agent, episodes, parts, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+        callback=callback,
+    )  # fmt: skip
+    state = loop.resume(resume, {"iteration": 0, "steps": 0})
+    return EvolutionRun(
+        cfg, runner, agent, gen, episodes, horizon, num_generations, parts, loop,
+        state["iteration"], state["steps"],
+    )  # fmt: skip
 
 
 def train(
@@ -273,29 +359,18 @@ def train(
     callback: Callback | None = None,
 ) -> TrainResult:
     """Train a policy with OpenAI-ES on ``env``; other arguments as ``ppo.train``."""
-    name = env if isinstance(env, str) else getattr(getattr(env, "spec", None), "name", "")
-    cfg = config if config is not None else default_config(name)
-    if not isinstance(cfg, ESConfig):
-        raise TypeError(f"config: expected an ESConfig, got {type(cfg).__name__}")
-    n = cfg.num_directions
-    runner = make_vec_env(env, 2 * n, seed, device)
-    spec, dev = runner.spec, runner.device
-    agent = make_agent(spec, cfg, seed).to(dev)
-    policy = agent.actor
-    optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(seed)
-    episodes = Episodes()
-    horizon = _episode_steps(cfg, runner)
-    num_generations = max(1, cfg.total_steps // (2 * n * horizon))
-    parts = {"optimizer": optimizer, "generator": gen, "episodes": episodes}
-    loop = TrainLoop(
-        agent, episodes, parts, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+    run = start_run(
+        env, config, seed, config_class=ESConfig, presets=PRESETS, make_agent=make_agent,
+        make_parts=lambda agent, cfg: {
+            "optimizer": torch.optim.Adam(agent.actor.parameters(), lr=cfg.learning_rate)
+        },
+        device=device, checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
         callback=callback,
     )  # fmt: skip
-    state = loop.resume(resume, {"iteration": 0, "steps": 0})
-    iteration, steps = state["iteration"], state["steps"]
-    while iteration < num_generations:
+    cfg, agent, loop, gen, dev = run.config, run.agent, run.loop, run.generator, run.runner.device
+    policy, optimizer, n = agent.actor, run.parts["optimizer"], cfg.num_directions
+    iteration, steps = run.iteration, run.steps
+    while iteration < run.num_generations:
         iteration += 1
         # antithetic perturbations theta +- sigma eps_i, all 2N policies in one batched rollout
         theta = policy.theta
@@ -304,7 +379,7 @@ def train(
         env_seed = int(torch.randint(0, 2**31 - 1, (), generator=gen, device=dev))
         norm = agent.obs_normalizer
         returns, lengths, states = generation_rollout(
-            runner, policy, thetas, env_seed, horizon, norm
+            run.runner, policy, thetas, env_seed, run.horizon, norm, cfg.starts
         )
         if norm is not None:
             norm.update(states.to(norm.mean.dtype))
@@ -316,7 +391,7 @@ def train(
             p.grad = -g[i : i + p.numel()].view_as(p).clone()
             i += p.numel()
         optimizer.step()
-        episodes.add(returns)
+        run.episodes.add(returns, max(cfg.starts, 1))
         steps += int(lengths.sum())
         losses = {
             "max_return": float(returns.max()),
@@ -324,6 +399,7 @@ def train(
             "theta_norm": float(theta.norm()),
         }
         state = {"iteration": iteration, "steps": steps}
-        if not loop.log(steps, iteration, losses, state=state, last=iteration == num_generations):
+        last = iteration == run.num_generations
+        if not loop.log(steps, iteration, losses, state=state, last=last):
             break
     return loop.result()

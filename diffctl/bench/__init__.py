@@ -14,4 +14,5 @@ BENCHES: dict[str, str] = {
     "mbrl": "mbrl",
     "mujoco": "mujoco",
     "humanoid": "humanoid",
+    "evolution": "evolution",
 }

@@ -26,6 +26,8 @@ QUICK: dict[str, list[str]] = {
     "convex": ["--batch", "16", "--repeat", "1"],
     "ppo": ["--quick", "--eval-episodes", "5"],
     "sac": ["--quick", "--eval-episodes", "3"],
+    "evolution": ["--population", "1024", "--per-policy", "16", "--seeds", "1",
+                  "--max-seconds", "60"],
     "irl": ["--iterations", "50"],
     "mbrl": ["--tasks", "pendulum"],
     "mujoco": ["--tasks", "HalfCheetah-v5", "--sizes", "1", "16", "--steps", "5"],
