@@ -3,13 +3,19 @@
 One module per algorithm, each with a frozen config dataclass (tuned presets per env in
 ``PRESETS``; both defined, torch-free, in ``diffctl.configs.agents``), ``make_agent`` and
 ``train(env, config, seed) -> TrainResult(agent, history)``:
-``reinforce``, ``a2c``, ``ppo`` (on-policy, discrete or continuous actions), ``ddpg``, ``td3``,
-``sac`` (off-policy, continuous), ``apg`` (analytic policy gradient through a differentiable
-env) and ``es`` / ``ars`` (OpenAI-ES and Augmented Random Search: every perturbed policy of a
-generation in one batched rollout). Shared pieces, one job each: ``agent`` (``Agent``),
-``networks`` (plain MLPs and policy heads), ``runner`` (the env runner and on-policy
-rollouts), ``loop`` (``TrainLoop``: resume, history, checkpoints), ``checkpoint`` (agent files,
-``load``) and ``evaluation`` (``evaluate``).
+
+* ``reinforce``, ``a2c``, ``ppo``: on-policy, discrete or continuous actions;
+* ``ddpg``, ``td3``, ``sac``: off-policy, continuous;
+* ``dqn``: deep Q-networks with Rainbow's double / dueling / n-step / prioritised-replay
+  switches; discrete;
+* ``apg``: analytic policy gradient through a differentiable env;
+* ``es`` / ``ars``: OpenAI-ES and Augmented Random Search, every perturbed policy of a
+  generation in one batched rollout.
+
+Shared pieces, one job each: ``agent`` (``Agent``), ``networks`` (plain MLPs and policy
+heads), ``runner`` (the env runner and on-policy rollouts), ``loop`` (``TrainLoop``: resume,
+history, checkpoints), ``checkpoint`` (agent files, ``load``) and ``evaluation``
+(``evaluate``).
 
 ``train(algo_name, env, ...)`` dispatches by name.
 """

@@ -29,6 +29,7 @@ ALGORITHMS: dict[str, str] = {
     "ddpg": "ddpg",
     "td3": "td3",
     "sac": "sac",
+    "dqn": "dqn",
     "apg": "apg",
     "es": "es",
     "ars": "ars",

@@ -10,6 +10,7 @@ BENCHES: dict[str, str] = {
     "convex": "convex",
     "ppo": "ppo",
     "sac": "sac",
+    "dqn": "dqn",
     "irl": "irl",
     "mbrl": "mbrl",
     "mujoco": "mujoco",

@@ -26,6 +26,7 @@ QUICK: dict[str, list[str]] = {
     "convex": ["--batch", "16", "--repeat", "1"],
     "ppo": ["--quick", "--eval-episodes", "5"],
     "sac": ["--quick", "--eval-episodes", "3"],
+    "dqn": ["--quick", "--eval-episodes", "5"],
     "evolution": ["--population", "1024", "--per-policy", "16", "--seeds", "1",
                   "--max-seconds", "60"],
     "irl": ["--iterations", "50"],

@@ -32,7 +32,7 @@ from diffctl.cli._common import (
     run_command,
 )
 
-HELP = "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|apg|es|ars) on an env"
+HELP = "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|dqn|apg|es|ars) on an env"
 
 
 def _parser(algos: list[str]) -> argparse.ArgumentParser:
@@ -159,7 +159,18 @@ def _check_resume(path: str, algo: str, env: Any) -> None:
 
 #: ``diffctl.agents.ALGORITHMS``' names (a test keeps them equal), so that ``--help`` and a bad
 #: algorithm name answer before torch is imported
-ALGO_NAMES = ("reinforce", "a2c", "ppo", "ddpg", "td3", "sac", "apg", "es", "ars")
+ALGO_NAMES = (
+    "reinforce",
+    "a2c",
+    "ppo",
+    "ddpg",
+    "td3",
+    "sac",
+    "dqn",
+    "apg",
+    "es",
+    "ars",
+)
 
 
 def _main(argv: list[str]) -> int:
@@ -172,7 +183,7 @@ def _main(argv: list[str]) -> int:
     from diffctl.configs.agents import config_class, default_config  # no torch: --help is fast
 
     env_name = args.env or (
-        "cartpole" if args.algo in ("reinforce", "a2c", "ppo", "es") else "pendulum"
+        "cartpole" if args.algo in ("reinforce", "a2c", "ppo", "dqn", "es") else "pendulum"
     )
     cls = config_class(args.algo)
     with blame("--env", usage=True):

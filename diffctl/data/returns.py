@@ -30,7 +30,14 @@ from torch import Tensor
 
 from diffctl.envs import any_true
 
-__all__ = ["discounted_returns", "rewards_to_go", "gae", "td_lambda"]
+__all__ = [
+    "discounted_returns",
+    "rewards_to_go",
+    "gae",
+    "td_lambda",
+    "n_step_returns",
+    "n_step_targets",
+]
 
 
 # ---------------------------------------------------------------------- validation
@@ -246,3 +253,92 @@ def td_lambda(
     boot = next_values * ((1.0 - lam) + lam * donef)
     base = rewards + gamma * torch.where(term, 0.0, boot)
     return _reverse_scan(base, gamma * lam * (1.0 - donef))
+
+
+# ---------------------------------------------------------------------- n-step returns
+def n_step_returns(
+    rewards: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    n: int,
+    *,
+    check_finite: bool = True,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The truncated n-step returns of multi-step Q-learning (Sutton 1988; Hessel et al. 2018,
+    "Rainbow", Sec. "Multi-step learning"): for each step ``t`` of a time-major window,
+
+    ``R_t = sum_{k < m_t} gamma^k r_{t+k}``, bootstrapped as ``R_t + gamma^{m_t} V(s_{t+m_t})``,
+
+    where ``m_t <= n`` stops early at the first episode end (``terminated | truncated``) at or
+    after ``t`` and at the end of the window (as ``td_lambda``: the window ending is a
+    truncation). At a termination the state reached is terminal: no bootstrap (discount 0); at a
+    time-limit truncation, or the window's end, the target bootstraps from the state reached
+    before any auto-reset, discounted by ``gamma^{m_t}``. Nothing of a later episode in the same
+    row ever counts.
+
+    Args:
+        rewards: ``[T, *batch]``, ``r_t``.
+        terminated: bool ``[T, *batch]``: step ``t`` reached a terminal state.
+        truncated: bool ``[T, *batch]``: the episode was cut by a time limit after step ``t``.
+        gamma: discount in ``[0, 1]``.
+        n: the number of steps, ``>= 1`` (1: the one-step target).
+        check_finite: refuse NaN/inf in ``rewards`` (a host synchronisation).
+
+    Returns:
+        ``(returns, discounts, last)``, each ``[T, *batch]``: ``returns`` the ``R_t`` above,
+        ``discounts`` the bootstrap coefficient ``gamma^{m_t}`` (0 where step ``last_t``
+        terminated) and ``last`` (int64) the step ``t + m_t - 1`` whose next state
+        ``s_{t+m_t}`` the target bootstraps from: ``R_t + discounts_t * V(next_obs[last_t])``
+        (``n_step_targets``). The only loop is over the ``n`` offsets, vectorised over time and
+        the batch (no host synchronisation).
+    """
+    rewards = _check_float(rewards, "rewards")
+    _check_like(terminated, rewards, "terminated", "rewards", boolean=True)
+    _check_like(truncated, rewards, "truncated", "rewards", boolean=True)
+    gamma = _check_coef(gamma, "gamma")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected a positive int, got {n!r}")
+    _check_finite(rewards, "rewards", check_finite)
+    T = rewards.shape[0]
+    done = terminated | truncated
+    t = torch.arange(T, device=rewards.device).reshape(T, *([1] * (rewards.dim() - 1)))
+    last = t.expand(rewards.shape).clone()
+    returns = torch.zeros_like(rewards)
+    alive = torch.ones_like(terminated)  # no episode end yet in steps t .. t + k - 1
+    for k in range(min(n, T)):
+        # the values of step t + k for the rows t < T - k (the others are past the window)
+        r_k, done_k = rewards[k:], done[k:]
+        live = alive[: T - k]
+        returns[: T - k] += torch.where(live, (gamma**k) * r_k, 0.0)
+        last[: T - k] = torch.where(live, t[k:].expand(r_k.shape), last[: T - k])
+        alive[: T - k] = live & ~done_k
+    m = (last - t + 1).to(rewards.dtype)
+    discounts = torch.where(terminated.gather(0, last), 0.0, gamma**m)
+    return returns, discounts, last
+
+
+def n_step_targets(
+    rewards: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    n: int,
+    *,
+    check_finite: bool = True,
+) -> Tensor:
+    """The n-step targets ``R_t^(n) = sum_{k < m} gamma^k r_{t+k} + gamma^m V(s_{t+m})``
+    (``n_step_returns``; ``m = n`` inside an episode), with ``next_values[t] = V(s_{t+1})`` of
+    the state reached by step ``t`` before any auto-reset (``max_a Q'(s_{t+1}, a)`` for
+    Q-learning). A ``next_values`` entry of a terminated step is never used.
+
+    Returns:
+        ``[T, *batch]``.
+    """
+    returns, discounts, last = n_step_returns(
+        rewards, terminated, truncated, gamma, n, check_finite=check_finite
+    )
+    _check_like(next_values, rewards, "next_values", "rewards", boolean=False)
+    boot = next_values.gather(0, last)
+    return returns + torch.where(discounts == 0, 0.0, discounts * boot)

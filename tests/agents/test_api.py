@@ -14,6 +14,7 @@ from diffctl.agents import train as train_by_name
 from diffctl.agents.a2c import A2CConfig
 from diffctl.agents.apg import APGConfig
 from diffctl.agents.ars import ARSConfig
+from diffctl.agents.dqn import DQNConfig
 from diffctl.agents.es import ESConfig
 from diffctl.agents.ppo import PPOConfig
 from diffctl.agents.reinforce import ReinforceConfig
@@ -48,6 +49,19 @@ TINY = {
         SACConfig(total_steps=96, learning_starts=32, batch_size=16, log_interval=16, num_envs=2),
     ),
     "apg": ("pendulum", APGConfig(total_steps=256, num_envs=4, horizon=16)),
+    "dqn": (
+        "cartpole",
+        DQNConfig(
+            total_steps=96,
+            num_envs=2,
+            learning_starts=32,
+            batch_size=16,
+            train_frequency=8,
+            gradient_steps=2,
+            hidden=(16, 16),
+            log_interval=16,
+        ),  # fmt: skip
+    ),
     "es": ("cartpole", ESConfig(total_steps=4 * 500 * 4, num_directions=2, episode_steps=0)),
     "ars": (
         "pendulum",
@@ -102,7 +116,7 @@ def test_wrong_config_type_and_env_type() -> None:
     with pytest.raises(TypeError, match="env:"):
         train_by_name("ppo", 42, TINY["ppo"][1])
     with pytest.raises(ValueError, match="algo: unknown algorithm"):
-        train_by_name("dqn", "cartpole")
+        train_by_name("rainbow", "cartpole")
     with pytest.raises(ValueError, match="name: unknown environment"):
         train_by_name("ppo", "no-such-env", TINY["ppo"][1])
 
