@@ -20,6 +20,7 @@ TINY = {
     "ppo": ["--total-steps", "4096", "--eval-episodes", "1", "--seeds", "2"],
     "sac": ["--total-steps", "1050", "--eval-episodes", "1", "--seeds", "2"],
     "dqn": ["--total-steps", "1500", "--eval-episodes", "1", "--seeds", "2"],
+    "trpo": ["--total-steps", "2048", "--eval-episodes", "1", "--seeds", "2"],
     "evolution": ["--population", "64", "--per-policy", "2", "--seeds", "1",
                   "--max-generations", "1", "--eval-every", "1", "--eval-episodes", "2"],
     "irl": ["--size", "4", "--num-demos", "10", "--iterations", "3",

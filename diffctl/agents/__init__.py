@@ -5,6 +5,8 @@ One module per algorithm, each with a frozen config dataclass (tuned presets per
 ``train(env, config, seed) -> TrainResult(agent, history)``:
 
 * ``reinforce``, ``a2c``, ``ppo``: on-policy, discrete or continuous actions;
+* ``trpo`` / ``npg``: trust-region and natural policy gradient (conjugate gradient on
+  Fisher-vector products, ``natural_gradient``);
 * ``ddpg``, ``td3``, ``sac``: off-policy, continuous;
 * ``dqn``: deep Q-networks with Rainbow's double / dueling / n-step / prioritised-replay
   switches; discrete;

@@ -31,6 +31,8 @@ ALGORITHMS: dict[str, str] = {
     "sac": "sac",
     "dqn": "dqn",
     "apg": "apg",
+    "trpo": "trpo",
+    "npg": "npg",
     "es": "es",
     "ars": "ars",
 }

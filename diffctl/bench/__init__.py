@@ -11,6 +11,7 @@ BENCHES: dict[str, str] = {
     "ppo": "ppo",
     "sac": "sac",
     "dqn": "dqn",
+    "trpo": "trpo",
     "irl": "irl",
     "mbrl": "mbrl",
     "mujoco": "mujoco",

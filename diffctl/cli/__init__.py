@@ -35,7 +35,8 @@ HELP_LINES: dict[str, str] = {
     "fit": "fit a dynamics model (linear|mlp|ensemble|greybox) to a dataset and save it",
     "plan": "closed-loop planning in an env: mpc|cem|mppi|shooting, returns and solve times",
     "mbrl": "model-based RL: fit a dynamics model, plan on it with MPC/CEM/MPPI, collect, repeat",
-    "train": "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|dqn|apg|es|ars) on an env",
+    "train": "train a model-free agent "
+    "(reinforce|a2c|ppo|ddpg|td3|sac|dqn|apg|trpo|npg|es|ars) on an env",
     "eval": "evaluate a saved agent (mean and std of the episode return)",
     "irl": "learn a reward from expert demos (maxent|margin|gail|airl|mpc) and save it",
     "bench": "benchmark ours against the peers: ",  # + the names in diffctl.bench.BENCHES

@@ -27,6 +27,7 @@ QUICK: dict[str, list[str]] = {
     "ppo": ["--quick", "--eval-episodes", "5"],
     "sac": ["--quick", "--eval-episodes", "3"],
     "dqn": ["--quick", "--eval-episodes", "5"],
+    "trpo": ["--quick", "--eval-episodes", "3", "--seeds", "1"],
     "evolution": ["--population", "1024", "--per-policy", "16", "--seeds", "1",
                   "--max-seconds", "60"],
     "irl": ["--iterations", "50"],

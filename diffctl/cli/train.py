@@ -32,7 +32,7 @@ from diffctl.cli._common import (
     run_command,
 )
 
-HELP = "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|dqn|apg|es|ars) on an env"
+HELP = "train a model-free agent (reinforce|a2c|ppo|ddpg|td3|sac|dqn|apg|trpo|npg|es|ars) on an env"
 
 
 def _parser(algos: list[str]) -> argparse.ArgumentParser:
@@ -168,6 +168,8 @@ ALGO_NAMES = (
     "sac",
     "dqn",
     "apg",
+    "trpo",
+    "npg",
     "es",
     "ars",
 )
@@ -183,7 +185,9 @@ def _main(argv: list[str]) -> int:
     from diffctl.configs.agents import config_class, default_config  # no torch: --help is fast
 
     env_name = args.env or (
-        "cartpole" if args.algo in ("reinforce", "a2c", "ppo", "dqn", "es") else "pendulum"
+        "cartpole"
+        if args.algo in ("reinforce", "a2c", "ppo", "dqn", "trpo", "npg", "es")
+        else "pendulum"
     )
     cls = config_class(args.algo)
     with blame("--env", usage=True):

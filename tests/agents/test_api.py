@@ -62,6 +62,14 @@ TINY = {
             log_interval=16,
         ),  # fmt: skip
     ),
+    "trpo": (
+        "pendulum",
+        config_class("trpo")(total_steps=256, num_envs=4, num_steps=16, vf_minibatches=2),
+    ),
+    "npg": (
+        "cartpole",
+        config_class("npg")(total_steps=256, num_envs=4, num_steps=16, vf_minibatches=2),
+    ),
     "es": ("cartpole", ESConfig(total_steps=4 * 500 * 4, num_directions=2, episode_steps=0)),
     "ars": (
         "pendulum",
