@@ -57,8 +57,11 @@ LOG_STEPS = 2000
 MBRL_ITERATIONS = 9
 # Planned episodes of PETS at budget 1 (after one random one: 20k steps on 1000-step tasks).
 PETS_EPISODES = 19
-# Model-free training steps at budget 1.
-AGENT_STEPS = {"ppo": 200_000, "sac": 20_000, "ddpg": 20_000, "td3": 20_000}
+# Model-free training steps at budget 1 (an algorithm not named here: its preset's budget).
+AGENT_STEPS = {
+    "ppo": 200_000, "sac": 20_000, "ddpg": 20_000, "td3": 20_000,
+    "trpo": 150_000, "npg": 150_000, "dqn": 50_000,
+}  # fmt: skip
 
 
 def _settings(env_name: str) -> dict[str, Any]:
@@ -228,7 +231,7 @@ def _agent_row(algo: str) -> Callable[[TaskSpec], dict[str, Any]]:
 
         module = importlib.import_module(f"diffctl.agents.{algo}")
         default = default_config(algo, spec.env)  # the tuned preset for this env
-        steps = max(int(AGENT_STEPS[algo] * spec.budget), 1000)
+        steps = max(int(AGENT_STEPS.get(algo, default.total_steps) * spec.budget), 1000)
         if hasattr(default, "num_steps"):  # on-policy: at least one batch of rollouts
             steps = max(steps, default.num_envs * default.num_steps)
         config = dataclasses.replace(default, total_steps=steps)
@@ -349,9 +352,18 @@ METHODS: dict[str, Callable[[TaskSpec], dict[str, Any]]] = {
     "ppo": _agent_row("ppo"),
     "sac": _agent_row("sac"),
     "ddpg": _agent_row("ddpg"),
+    "trpo": _agent_row("trpo"),
+    "npg": _agent_row("npg"),
+    "dqn": _agent_row("dqn"),
+    "es": _agent_row("es"),
+    "ars": _agent_row("ars"),
     "mpc-irl": mpc_irl,
 }
 IRL_METHODS: tuple[str, ...] = ("mpc-irl",)
 #: rows sized for robots (an hour each on a CPU): run when named in ``--methods``
 ROBOT_METHODS: tuple[str, ...] = ("pets",)
-DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m not in IRL_METHODS + ROBOT_METHODS)
+#: the seeds' other model-free methods (DQN: discrete actions only): run when named
+EXTRA_METHODS: tuple[str, ...] = ("trpo", "npg", "dqn", "es", "ars")
+DEFAULT_METHODS: tuple[str, ...] = tuple(
+    m for m in METHODS if m not in IRL_METHODS + ROBOT_METHODS + EXTRA_METHODS
+)

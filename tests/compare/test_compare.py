@@ -185,3 +185,18 @@ def test_headline_model_based_mpc_reaches_minus_200_with_20x_fewer_steps_than_pp
     reached = steps_to_reach(ppo, -200.0)
     assert reached is not None and reached >= 20 * mb.env_steps
     assert any("mpc-ensemble reached" in line and "x more" in line for line in result.summary)
+
+
+def test_the_seeds_other_model_free_methods_are_rows_run_when_named(tmp_path):
+    """TRPO, NPG, DQN, ES and ARS are compare rows (tiny budgets here), left out of the
+    default table; DQN on a continuous env is an error row naming the env."""
+    assert set(methods.EXTRA_METHODS) <= set(methods.METHODS)
+    assert not set(methods.EXTRA_METHODS) & set(methods.DEFAULT_METHODS)
+    cfg = CompareConfig(env=("cartpole",), methods=("npg", "dqn", "es"), budget=0.02,
+                        episodes=2, threads=1, jobs=1, out=str(tmp_path / "a"))  # fmt: skip
+    rows = compare(cfg, progress=False).rows
+    assert [r.method for r in rows] == ["npg", "dqn", "es"]
+    assert all(not r.error and len(r.returns) == 2 and r.env_steps >= 1000 for r in rows)
+    cfg = replace(cfg, env=("pendulum",), methods=("dqn", "ars"), out=str(tmp_path / "b"))
+    dqn, ars = compare(cfg, progress=False).rows
+    assert "pendulum" in dqn.error and not ars.error and len(ars.returns) == 2
