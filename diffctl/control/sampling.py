@@ -164,11 +164,23 @@ class _SamplingPlanner:
         random numbers, no host synchronisation): what ``compile=True`` compiles."""
         if src is None or dst is None:
             return self.objective(x0, us)
-        xs = [x0]
-        for t in range(us.shape[0]):
-            j = t if src.shape[0] > 1 else 0
-            xs.append(self._step(xs[-1], us[t], src[j], dst[j]))
-        states = torch.stack(xs)
+        step = self._members_step()
+        if src.shape[0] == 1 and step is not None:
+            # TS-inf through step_members: the particles keep their member blocks for the whole
+            # horizon, so gather them into the blocks once and scatter the states back once
+            E, T = self.config.ensemble_size, us.shape[0]
+            xb = x0[src[0]].reshape(E, -1, x0.shape[-1])
+            ub = us[:, src[0]].reshape(T, E, -1, us.shape[-1])
+            xs = [xb]
+            for t in range(T):
+                xs.append(step(xs[-1], ub[t]))
+            states = torch.stack(xs).flatten(1, 2)[:, dst[0]]
+        else:
+            xs = [x0]
+            for t in range(us.shape[0]):
+                j = t if src.shape[0] > 1 else 0
+                xs.append(self._step(xs[-1], us[t], src[j], dst[j]))
+            states = torch.stack(xs)
         return self.objective.total_cost(states, us), states
 
     def _rollout_fn(self, compiled: bool) -> Callable[..., tuple[Tensor, Tensor]]:
