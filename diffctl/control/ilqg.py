@@ -59,14 +59,11 @@ __all__ = ["ILQGConfig", "ILQG", "StandCostGN"]
 class ILQGConfig:
     """Settings of ``ILQG`` (defaults: the humanoid stand on one CPU thread).
 
-    Measured on the balance run (``diffctl.control.humanoid.balance``: 0.5 m/s pushes every
-    2 s, 1,000 steps; ``diffctl bench humanoid --planners ilqg,sampling --threads 2`` on a
-    2-core machine shared with other jobs): 10 of 10 starts stood at a real-time factor of
-    0.57 (26 ms per 15 ms step, the planner on one thread), predictive sampling 5 of 10 at 0.44
-    in the same run. In scratch runs, re-planning every 2nd step with the feedback gains in
-    between kept 0 of 3 starts (they sagged below 1.0 m after 3-6 pushes), and 1 of 2 with 2
-    iterations or with a 24-step horizon; ``jacobian_stride=2`` halved the linearisation at no
-    measured loss (3 of 3).
+    The defaults come from the balance run (``diffctl.control.humanoid.balance``; ``diffctl bench
+    humanoid --planners ilqg`` measures them). In scratch runs, re-planning every 2nd step with
+    the feedback gains in between kept 0 of 3 starts (they sagged below 1.0 m after 3-6 pushes),
+    and 1 of 2 with 2 iterations or with a 24-step horizon; ``jacobian_stride=2`` halved the
+    linearisation at no measured loss (3 of 3).
 
     Attributes:
         horizon: planning horizon in control steps (16 x 0.015 s = 0.24 s).
