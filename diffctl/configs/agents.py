@@ -633,17 +633,15 @@ def _validate_natural_gradient_config(cfg: Any, rates: tuple[str, ...]) -> None:
         raise ValueError(f"hidden: expected positive layer sizes, got {cfg.hidden!r}")
 
 
-# -------------------------------------------------------------------- trpo
+# -------------------------------------------------------------------- trpo, npg
 @dataclass(frozen=True)
-class TRPOConfig:
-    """TRPO hyperparameters (Schulman et al. 2015, with GAE of Schulman et al. 2016).
-
-    Defaults: sb3-contrib's TRPO (max KL 0.01, 15 conjugate-gradient steps with damping 0.1,
-    backtracking by 0.8 up to 10 times, a value critic fitted by 10 epochs of Adam at lr 1e-3 on
-    minibatches of 128, gamma 0.99, GAE 0.95, full-batch advantage normalisation, 2x64 tanh
-    networks), with 16 envs x 128 steps and ``PPOConfig``'s observation normalisation (reward
-    scaling optional); ``PRESETS`` holds the values tuned here for ``pendulum`` and
-    ``cartpole``."""
+class NaturalGradientConfig:
+    """The fields ``TRPOConfig`` and ``NPGConfig`` share: rollouts, GAE, conjugate gradient,
+    the value critic, normalisation, networks. Defaults: sb3-contrib's TRPO (15
+    conjugate-gradient steps with damping 0.1, a value critic fitted by 10 epochs of Adam at lr
+    1e-3 on minibatches of 128, gamma 0.99, GAE 0.95, full-batch advantage normalisation, 2x64
+    tanh networks), with 16 envs x 128 steps and ``PPOConfig``'s observation normalisation
+    (reward scaling optional)."""
 
     total_steps: int = 200_000
     """env steps over all envs"""
@@ -652,16 +650,11 @@ class TRPOConfig:
     """rollout length per env per iteration (batch = num_envs * num_steps)"""
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    max_kl: float = 0.01
-    """delta, the trust region: mean KL(pi_old || pi) of an accepted step"""
     cg_iters: int = 15
     cg_damping: float = 0.1
     """lambda of (F + lambda I) x = g"""
     cg_tol: float = 1e-10
     """conjugate gradient stops updating once r^T r falls below this"""
-    backtrack_iters: int = 10
-    """step fractions tried: backtrack_coef ** 0, 1, ..., backtrack_iters - 1"""
-    backtrack_coef: float = 0.8
     vf_lr: float = 1e-3
     """Adam learning rate of the value critic"""
     vf_epochs: int = 10
@@ -677,6 +670,24 @@ class TRPOConfig:
     activation: str = "tanh"
     log_std_init: float = 0.0
 
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+
+@dataclass(frozen=True)
+class TRPOConfig(NaturalGradientConfig):
+    """TRPO hyperparameters (Schulman et al. 2015, with GAE of Schulman et al. 2016): the shared
+    fields (``NaturalGradientConfig``) and the trust region with its backtracking line search
+    (sb3-contrib's: max KL 0.01, backtracking by 0.8 up to 10 times); ``PRESETS`` holds the
+    values tuned here for ``pendulum`` and ``cartpole``."""
+
+    max_kl: float = 0.01
+    """delta, the trust region: mean KL(pi_old || pi) of an accepted step"""
+    backtrack_iters: int = 10
+    """step fractions tried: backtrack_coef ** 0, 1, ..., backtrack_iters - 1"""
+    backtrack_coef: float = 0.8
+
     def __post_init__(self) -> None:
         _validate_natural_gradient_config(self, ("max_kl",))
         value = self.backtrack_iters
@@ -686,10 +697,6 @@ class TRPOConfig:
             raise ValueError(
                 f"backtrack_coef: expected a value in (0, 1), got {self.backtrack_coef!r}"
             )
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
 
 
 #: Tuned configurations per env (the CLI starts from these). ``pendulum``: PPO's gamma 0.95 and
@@ -703,49 +710,19 @@ TRPO_PRESETS: dict[str, TRPOConfig] = {
 }
 
 
-# -------------------------------------------------------------------- npg
 @dataclass(frozen=True)
-class NPGConfig:
+class NPGConfig(NaturalGradientConfig):
     """Natural policy gradient hyperparameters (Kakade 2001; the normalised step of
     Rajeswaran et al. 2017): TRPO's loop without the line search, each step scaled so that the
-    quadratic model of the KL, ``0.5 d^T F d``, equals ``step_size``. Other fields and defaults
-    as ``TRPOConfig``; ``PRESETS`` holds the values tuned here for ``pendulum`` and ``cartpole``."""
+    quadratic model of the KL, ``0.5 d^T F d``, equals ``step_size``; the other fields are
+    ``NaturalGradientConfig``'s. ``PRESETS`` holds the values tuned here for ``pendulum`` and
+    ``cartpole``."""
 
-    total_steps: int = 200_000
-    """env steps over all envs"""
-    num_envs: int = 16
-    num_steps: int = 128
-    """rollout length per env per iteration (batch = num_envs * num_steps)"""
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
     step_size: float = 0.01
     """delta: each step has 0.5 d^T F d = delta (the quadratic KL model)"""
-    cg_iters: int = 15
-    cg_damping: float = 0.1
-    """lambda of (F + lambda I) x = g"""
-    cg_tol: float = 1e-10
-    """conjugate gradient stops updating once r^T r falls below this"""
-    vf_lr: float = 1e-3
-    """Adam learning rate of the value critic"""
-    vf_epochs: int = 10
-    """epochs of minibatch Adam steps on the critic per iteration"""
-    vf_minibatches: int = 16
-    norm_adv: bool = True
-    norm_obs: bool = True
-    norm_reward: bool = False
-    """divide rewards by the running std of the discounted return (as ``PPOConfig``)"""
-    obs_clip: float = 10.0
-    reward_clip: float = 10.0
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    log_std_init: float = 0.0
 
     def __post_init__(self) -> None:
         _validate_natural_gradient_config(self, ("step_size",))
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
 
 
 #: Tuned configurations per env: TRPO's presets with ``step_size = max_kl`` (with these TRPO's
