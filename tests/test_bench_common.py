@@ -58,7 +58,7 @@ def test_seed_arguments_refuse_a_non_positive_count(capsys):
 
 
 def test_sac_bench_time_to_threshold_slides_by_one_episode():
-    from diffctl.bench.sac import _first_reach
+    from diffctl.bench.sac import first_window_reach as _first_reach
 
     # (end time, return): the mean of episodes 2-6 is the first of any 5 in a row >= -200;
     # fixed chunks of 5 (episodes 0-4, 5-9) never reach it

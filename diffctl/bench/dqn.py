@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from diffctl.bench.common import BenchResult, add_seed_arguments, seed_summary, set_threads
+from diffctl.bench.sac import first_window_reach
 
 HELP = "DQN: ours (batched cartpole) vs Stable-Baselines3 (CartPole-v1), time to 475"
 CARTPOLE = "cartpole"
@@ -49,16 +50,6 @@ def _args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _first_reach(points: list[tuple[float, float]], threshold: float, k: int = 5) -> float:
-    """Time at the end of the first point after which the mean of the last ``k`` points
-    reaches ``threshold`` (NaN if none), from ``(time, return)`` pairs in order."""
-    for i in range(k, len(points) + 1):
-        window = points[i - k : i]
-        if sum(r for _, r in window) / k >= threshold:
-            return window[-1][0]
-    return float("nan")
-
-
 def run_ours(cfg: Any, seed: int, threshold: float, n_eval: int) -> dict[str, Any]:
     from diffctl.agents import evaluate
     from diffctl.agents.dqn import train
@@ -74,7 +65,7 @@ def run_ours(cfg: Any, seed: int, threshold: float, n_eval: int) -> dict[str, An
     final = evaluate(result.agent, CARTPOLE, n_eval, seed=seed + 1000)["mean_return"]
     return {
         "library": "diffctl",
-        "time_to_threshold_s": _first_reach(points, threshold),
+        "time_to_threshold_s": first_window_reach(points, threshold),
         "train_time_s": total,
         "train_cpu_s": cpu,
         "final_return": final,
@@ -134,7 +125,7 @@ def run_sb3(cfg: Any, seed: int, threshold: float, n_eval: int) -> dict[str, Any
     final, _ = evaluate_policy(model, eval_env, n_eval_episodes=n_eval, deterministic=True)
     return {
         "library": "stable-baselines3",
-        "time_to_threshold_s": _first_reach(episodes, threshold),
+        "time_to_threshold_s": first_window_reach(episodes, threshold),
         "train_time_s": total,
         "train_cpu_s": cpu,
         "final_return": float(final),

@@ -55,7 +55,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _first_reach(points: list[tuple[float, int, float]], threshold: float) -> tuple[float, float]:
+def first_reach(points: list[tuple[float, int, float]], threshold: float) -> tuple[float, float]:
     """``(wall time, env steps)`` of the first ``(time, steps, mean_return)`` point at or above
     ``threshold`` (NaNs if none)."""
     for t, steps, r in points:
@@ -73,7 +73,7 @@ def run_ours(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, 
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     pts = [(r["wall_time"], r["step"], r["mean_return"]) for r in result.history]
     final = evaluate(result.agent, "pendulum", episodes, seed=seed + 1000)["mean_return"]
-    reach_s, reach_steps = _first_reach(pts, threshold)
+    reach_s, reach_steps = first_reach(pts, threshold)
     return {
         "library": "diffctl",
         "steps": result.history[-1]["step"],
@@ -85,16 +85,14 @@ def run_ours(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, 
     }
 
 
-def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, Any]:
-    import numpy as np
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.callbacks import BaseCallback
+def sb3_normalized_venv(gym_id: str, cfg: Any, seed: int) -> Any:
+    """SB3's vector env of ``cfg.num_envs`` copies of ``gym_id`` behind ``VecNormalize`` with
+    the observation and reward normalisation of our on-policy config ``cfg``."""
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    venv = make_vec_env("Pendulum-v1", n_envs=cfg.num_envs, seed=seed)
-    venv = VecNormalize(
+    venv = make_vec_env(gym_id, n_envs=cfg.num_envs, seed=seed)
+    return VecNormalize(
         venv,
         norm_obs=cfg.norm_obs,
         norm_reward=cfg.norm_reward,
@@ -102,7 +100,14 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
         clip_reward=cfg.reward_clip,
         gamma=cfg.gamma,
     )
-    points: list[tuple[float, int, float]] = []
+
+
+def sb3_iteration_tracker(points: list[tuple[float, int, float]]) -> Any:
+    """An SB3 callback appending ``(wall time, env steps, mean return)`` to ``points`` once per
+    on-policy iteration: the mean of the episodes finished in its rollout, stamped after the
+    iteration's update, as our history records are."""
+    import numpy as np
+    from stable_baselines3.common.callbacks import BaseCallback
 
     class Track(BaseCallback):
         def __init__(self) -> None:
@@ -121,16 +126,27 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
             self.mean = float(np.mean(self.returns)) if self.returns else float("nan")
             self.returns = []
 
-        def _on_iteration_end(self) -> None:
-            # stamped after the iteration's update, as ours is (its history record)
+        def _stamp(self) -> None:
             points.append((time.perf_counter() - self.t0, self.num_timesteps, self.mean))
 
         def _on_rollout_start(self) -> None:
             if self.mean is not None:  # the previous iteration's update has run
-                self._on_iteration_end()
+                self._stamp()
 
         def _on_training_end(self) -> None:
-            self._on_iteration_end()
+            self._stamp()
+
+    return Track()
+
+
+def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, Any]:
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = sb3_normalized_venv("Pendulum-v1", cfg, seed)
+    points: list[tuple[float, int, float]] = []
 
     lr = cfg.learning_rate
     model = PPO(
@@ -159,7 +175,7 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
         },
         verbose=0,
     )
-    track = Track()
+    track = sb3_iteration_tracker(points)
     t0, c0 = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=cfg.total_steps, callback=track)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -171,7 +187,7 @@ def run_sb3(cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, A
     from stable_baselines3.common.evaluation import evaluate_policy
 
     final, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
-    reach_s, reach_steps = _first_reach(points, threshold)
+    reach_s, reach_steps = first_reach(points, threshold)
     return {
         "library": "stable-baselines3",
         "steps": model.num_timesteps,

@@ -86,7 +86,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _first_reach(episodes: list[tuple[float, float]], threshold: float, k: int = 5) -> float:
+def first_window_reach(episodes: list[tuple[float, float]], threshold: float, k: int = 5) -> float:
     """Wall time at the end of the first episode after which the mean return of the last ``k``
     episodes reaches ``threshold`` (NaN if none), from ``(end time, return)`` pairs in order:
     a window sliding by one episode (200 steps on pendulum)."""
@@ -132,7 +132,7 @@ def run_ours(algo: str, cfg: Any, seed: int, threshold: float, n_eval: int) -> d
     return {
         "algo": algo,
         "library": "diffctl",
-        "time_to_threshold_s": _first_reach(eps, threshold),
+        "time_to_threshold_s": first_window_reach(eps, threshold),
         "train_time_s": total,
         "train_cpu_s": cpu,
         "final_return": final,
@@ -199,7 +199,7 @@ def run_sb3(algo: str, cfg: Any, seed: int, threshold: float, n_eval: int) -> di
     return {
         "algo": algo,
         "library": "stable-baselines3",
-        "time_to_threshold_s": _first_reach(episodes, threshold),
+        "time_to_threshold_s": first_window_reach(episodes, threshold),
         "train_time_s": total,
         "train_cpu_s": cpu,
         "final_return": float(final),

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from diffctl.bench.common import BenchResult, add_seed_arguments, seed_summary, set_threads
+from diffctl.bench.ppo import first_reach, sb3_iteration_tracker, sb3_normalized_venv
 
 HELP = "TRPO: ours (batched pendulum, cart-pole) vs sb3-contrib (Pendulum-v1, CartPole-v1)"
 
@@ -59,15 +60,6 @@ def _args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _first_reach(points: list[tuple[float, int, float]], threshold: float) -> tuple[float, float]:
-    """``(wall time, env steps)`` of the first ``(time, steps, mean_return)`` point at or above
-    ``threshold`` (NaNs if none)."""
-    for t, steps, r in points:
-        if not math.isnan(r) and r >= threshold:
-            return t, steps
-    return float("nan"), float("nan")
-
-
 def run_ours(env: str, cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, Any]:
     from diffctl.agents import evaluate
     from diffctl.agents.trpo import train
@@ -77,7 +69,7 @@ def run_ours(env: str, cfg: Any, seed: int, threshold: float, episodes: int) -> 
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
     pts = [(r["wall_time"], r["step"], r["mean_return"]) for r in result.history]
     final = evaluate(result.agent, env, episodes, seed=seed + 1000)["mean_return"]
-    reach_s, reach_steps = _first_reach(pts, threshold)
+    reach_s, reach_steps = first_reach(pts, threshold)
     return {
         "env": env,
         "library": "diffctl",
@@ -91,55 +83,15 @@ def run_ours(env: str, cfg: Any, seed: int, threshold: float, episodes: int) -> 
 
 
 def run_sb3(env: str, cfg: Any, seed: int, threshold: float, episodes: int) -> dict[str, Any]:
-    import numpy as np
     import torch
     from sb3_contrib import TRPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
     gym_id = ENVS[env][0]
-    venv = make_vec_env(gym_id, n_envs=cfg.num_envs, seed=seed)
-    venv = VecNormalize(
-        venv,
-        norm_obs=cfg.norm_obs,
-        norm_reward=cfg.norm_reward,
-        clip_obs=cfg.obs_clip,
-        clip_reward=cfg.reward_clip,
-        gamma=cfg.gamma,
-    )
+    venv = sb3_normalized_venv(gym_id, cfg, seed)
     points: list[tuple[float, int, float]] = []
-
-    class Track(BaseCallback):
-        """The mean return of the episodes finished in each rollout, stamped after that
-        iteration's update (at the next rollout's start, or the end of training)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.returns: list[float] = []
-            self.mean: float | None = None
-            self.t0 = time.perf_counter()
-
-        def _on_step(self) -> bool:
-            for info in self.locals["infos"]:
-                if "episode" in info:
-                    self.returns.append(float(info["episode"]["r"]))
-            return True
-
-        def _on_rollout_end(self) -> None:
-            self.mean = float(np.mean(self.returns)) if self.returns else float("nan")
-            self.returns = []
-
-        def _stamp(self) -> None:
-            points.append((time.perf_counter() - self.t0, self.num_timesteps, self.mean))
-
-        def _on_rollout_start(self) -> None:
-            if self.mean is not None:  # the previous iteration's update has run
-                self._stamp()
-
-        def _on_training_end(self) -> None:
-            self._stamp()
 
     model = TRPO(
         "MlpPolicy",
@@ -166,7 +118,7 @@ def run_sb3(env: str, cfg: Any, seed: int, threshold: float, episodes: int) -> d
         },
         verbose=0,
     )
-    track = Track()
+    track = sb3_iteration_tracker(points)
     t0, c0 = time.perf_counter(), time.process_time()
     model.learn(total_timesteps=cfg.total_steps, callback=track)
     total, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -180,7 +132,7 @@ def run_sb3(env: str, cfg: Any, seed: int, threshold: float, episodes: int) -> d
     if cfg.norm_obs:
         eval_env.obs_rms = venv.obs_rms
     final, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
-    reach_s, reach_steps = _first_reach(points, threshold)
+    reach_s, reach_steps = first_reach(points, threshold)
     return {
         "env": env,
         "library": "sb3-contrib",
