@@ -14,31 +14,32 @@ package (``pip install 'diffctl[mujoco]'``).
   reward and observation are functions of ``x`` and equal gymnasium's. Where ``mjData`` is left
   depends on the integrator:
 
-  - Euler and implicit: at the start of the last substep, where ``mujoco.rollout`` reports the
-    sensors.
+  - Euler and implicit: at the start of the last substep, where a rollout reports the sensors.
   - RK4: at the last substep's last internal stage ``X_3``, where MuJoCo evaluates no sensors.
-    ``MujocoSim.last_stage`` rebuilds ``X_3`` as MuJoCo's ``mj_RungeKutta`` does (three
-    one-substep rollouts give the stage accelerations, positions move by ``mj_integratePos``'s
-    maps, the rotations of free and ball joints on the Lie group) and one more rollout evaluates
-    the sensors there. This equals gymnasium's readings to 1e-9 on all five RK4 tasks when the
-    solver's warm start is off (see below); with it on, the stage's constraint solves start from
-    zero where MuJoCo's start from the previous substep's, which changes the readings of the
-    PGS-solved humanoids by the solver's unconverged remainder (contact forces 0.04 of 3e3 on a
-    falling humanoid; ``tests/envs/test_mujoco_robots.py``). RK4 models with activations,
+    The env takes that substep itself (``MujocoSim.last_substep``): four one-substep rollouts
+    of an Euler copy give the stage accelerations, warm-started as MuJoCo's stages are; the
+    stages and the end state are combined as MuJoCo's ``mj_RungeKutta`` does (positions by
+    ``mj_integratePos``'s maps, the rotations of free and ball joints on the Lie group), and
+    the last rollout evaluates the sensors at ``X_3``. This equals gymnasium's step to 1e-9 on
+    all five RK4 tasks (``tests/envs/test_mujoco_robots.py``), and costs what MuJoCo's own
+    substep does: the same four evaluations of the dynamics. RK4 models with activations,
     history or plugin state are read at the step's end.
 
-  ``spec.extra["layout"]`` names the slices. The solver's warm start
-  (``qacc_warmstart``) is not in ``x``: every step starts it from zero (``mujoco.rollout``'s
-  default), which is what gymnasium does after ``set_state`` on a fresh ``mjData``; against a
-  chained gymnasium rollout that keeps its warm start, one step differs by ~1e-11 on the
-  humanoid (PGS solver) and ~1e-15 on the others (measured in ``tests/envs/test_mujoco.py``).
+  ``spec.extra["layout"]`` names the slices. The solver's warm start (``qacc_warmstart``) is
+  not in ``x``: every step starts it from zero (within a step, each substep starts from the
+  previous one's, as in MuJoCo), which is what gymnasium does after ``set_state`` on a fresh
+  ``mjData``; against a chained gymnasium rollout that keeps its warm start, one step differs
+  by ~1e-11 on the humanoid (PGS solver) and ~1e-15 on the others (measured in
+  ``tests/envs/test_mujoco.py``).
   ``state_from(qpos, qvel)`` builds ``x`` from positions and velocities (sensors evaluated at
   that state, as ``set_state`` + ``mj_forward`` leave them). ``env.layout`` holds the slices,
   ``spec.extra["layout"]`` the same as ``(start, stop)`` pairs.
-* **Dynamics**: one batched ``mujoco.rollout`` call of ``frame_skip`` substeps with the action
-  held (``mjData.ctrl``; MuJoCo clamps it to the actuators' ``ctrlrange``), multi-threaded over
-  the batch in C (``nthread``, default ``torch.get_num_threads()``), never a Python loop.
-  Computation is in float64; a float32 env rounds its states and actions on the way in and out.
+* **Dynamics**: batched rollouts of ``frame_skip`` substeps with the action held
+  (``mjData.ctrl``; MuJoCo clamps it to the actuators' ``ctrlrange``) on a ``mujoco.batch.Batch``,
+  multi-threaded over the batch in C (``nthread``, default ``torch.get_num_threads()``), never
+  a Python loop. Its rows carry the solver's warm start in and out, which ``mujoco.rollout``
+  does not return. Computation is in float64; a float32 env rounds its states and actions on
+  the way in and out.
 * **Gradients**: ``dynamics`` is a ``torch.autograd.Function``. Its backward computes the
   Jacobians ``dx'/dx`` and ``dx'/du`` by central finite differences of the same step: the
   ``2 (n_phys + nu)`` perturbed copies of every row run as one batched rollout in C (this covers
@@ -139,18 +140,6 @@ def _import_mujoco() -> Any:
     return mujoco
 
 
-_POOLS: dict[int, Any] = {}
-
-
-def _pool(nthread: int) -> Any:
-    """One persistent ``mujoco.rollout.Rollout`` thread pool per thread count, shared."""
-    if nthread not in _POOLS:
-        from mujoco import rollout
-
-        _POOLS[nthread] = rollout.Rollout(nthread=nthread)
-    return _POOLS[nthread]
-
-
 class MujocoSim:
     """A compiled MuJoCo model and the batched C calls on it (states as float64 numpy).
 
@@ -166,13 +155,21 @@ class MujocoSim:
         self.model = model
         self.frame_skip = frame_skip
         self.nthread = nthread
-        self.datas = [mujoco.MjData(model) for _ in range(nthread)]
-        self.nstate = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
-        self.nphys = self.nstate - 1  # the full physics state less the time
+        state = mujoco.mjtState
+        self._physics = int(state.mjSTATE_FULLPHYSICS)
+        self._warmstart = int(state.mjSTATE_WARMSTART)
+        self.nphys = mujoco.mj_stateSize(model, self._physics) - 1  # less the time
+        self._rows = _row_layout(mujoco, model)
+        self._batch: Any = None  # a mujoco.batch.Batch, made (and grown) on first use
         self.nsensor = model.nsensordata
         self.nx = self.nphys + self.nsensor
         self.nu = model.nu
-        self._sense_model = self._sensing_copy(model)
+        # the model as each call needs it: (Euler, sensors on) -> a copy (see `_variant`)
+        self._variants = {
+            (euler, sensors): self._variant(model, euler, sensors)
+            for euler in (False, True)
+            for sensors in (False, True)
+        }
         self.read_at = self._reading_instant(model)
         free, ball = int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_BALL)
         self._rotation_dofs = [  # the first rotational dof of each free and ball joint
@@ -184,7 +181,7 @@ class MujocoSim:
     def write_params(self, values: Mapping[str, np.ndarray]) -> None:
         """Write physical parameters (field -> full array) into this sim's model (and its
         sensing copy)."""
-        for model in (self.model, self._sense_model):
+        for model in self._variants.values():
             for name, v in values.items():
                 field(model, name)[:] = v
 
@@ -216,82 +213,130 @@ class MujocoSim:
                 out[:, a] += h * qvel[:, b]
         return out
 
-    def _sensing_copy(self, model: Any) -> Any:
-        """``model`` with the Euler integrator: a one-substep rollout of it evaluates the
-        sensors at its start state with one forward pass (RK4 would take four), and, with
-        implicit damping off, advances the velocities by exactly ``h qacc``."""
-        m = copy.copy(model)
-        m.opt.integrator = self.mujoco.mjtIntegrator.mjINT_EULER
-        m.opt.disableflags |= self.mujoco.mjtDisableBit.mjDSBL_EULERDAMP
+    def _variant(self, model: Any, euler: bool, sensors: bool) -> Any:
+        """``model`` (itself, or a copy) with, if ``euler``, the Euler integrator and implicit
+        damping off: a one-substep rollout then evaluates the forward dynamics once, at its
+        start state (RK4 would take four), and advances the velocities by exactly ``h qacc``;
+        and without ``sensors``, the sensors off (``mjDSBL_SENSOR``), for the substeps whose
+        readings are not kept."""
+        if not euler and sensors:
+            return model
+        m, mujoco = copy.copy(model), self.mujoco
+        if euler:
+            m.opt.integrator = mujoco.mjtIntegrator.mjINT_EULER
+            m.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_EULERDAMP
+        if not sensors:
+            m.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_SENSOR
         return m
 
+    def _models(self, models: Sequence[Any] | None, euler: bool, sensors: bool) -> Any:
+        """The sim's model as ``_variant`` makes it, or (``models``: one per row) the same
+        variant of each row's model, one copy per distinct model."""
+        if models is None:
+            return self._variants[(euler, sensors)]
+        copies: dict[int, Any] = {}
+        for m in models:
+            if id(m) not in copies:
+                copies[id(m)] = self._variant(m, euler, sensors)
+        return [copies[id(m)] for m in models]
+
+    def _batch_of(self, r: int) -> Any:
+        """A ``mujoco.batch.Batch`` of at least ``r`` simulations, kept and grown as needed."""
+        if self._batch is None or self._batch.nsim < r:
+            from mujoco import batch
+
+            self._batch = batch.Batch(self.model, r, nthread=self.nthread)
+        return self._batch
+
     def rollout(
-        self, x: np.ndarray, u: np.ndarray, nstep: int, models: Sequence[Any] | Any | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self,
+        x: np.ndarray,
+        u: np.ndarray,
+        nstep: int,
+        models: Sequence[Any] | Any | None = None,
+        warmstart: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``nstep`` substeps from the physics part of ``x [R, >= nphys]`` with ``u [R, nu]``
-        held; returns the physics states after every substep ``[R, nstep, nphys]`` and the
-        sensor readings ``[R, nsensor]`` computed at the start of the last substep."""
+        held, the constraint solver warm-started from ``warmstart [R, nv]`` (default zero);
+        returns the physics states after every substep ``[R, nstep, nphys]``, the sensor
+        readings ``[R, nsensor]`` computed at the start of the last substep, and the warm start
+        ``qacc_warmstart [R, nv]`` MuJoCo leaves after it (Euler: the last substep's ``qacc``;
+        RK4: its last stage's)."""
         r = x.shape[0]
-        state0 = np.zeros((r, self.nstate))
-        state0[:, 1:] = x[:, : self.nphys]
-        ctrl = np.repeat(u.reshape(r, 1, self.nu), nstep, axis=1)
+        sims = self._batch_of(r)
+        rows = sims.state[:r]
+        for src, dst in self._rows["physics"]:
+            rows[:, dst] = x[:, src]
+        rows[:, self._rows["warmstart"]] = 0.0 if warmstart is None else warmstart
         model = self.model if models is None else models
-        if not isinstance(model, list):
-            model = [model] * r
-        state = np.empty((r, nstep, self.nstate))
-        sensordata = np.empty((r, nstep, self.nsensor))
-        # the shapes are right by construction: skip the wrapper's checks (half the cost of a
-        # one-row step) and give the chunk size it would have chosen
-        _pool(self.nthread).rollout(
-            model, self.datas, state0, ctrl, nstep=nstep, skip_checks=True, state=state,
-            sensordata=sensordata, chunk_size=max(1, r // (10 * self.nthread)),
-        )  # fmt: skip
-        return state[:, :, 1:], sensordata[:, -1]
+        if isinstance(model, list):  # one model per row; the unused rows run the sim's own
+            model = model + [self.model] * (sims.nsim - r)
+        sims.set_models(model)
+        out = sims.rollout(
+            nstep,
+            control=u.reshape(r, 1, self.nu),
+            record=(self._physics, self._warmstart, "sensordata"),
+            ids=None if sims.nsim == r else np.arange(r),
+        )
+        return out[self._physics][:, :, 1:], out["sensordata"][:, -1], out[self._warmstart][:, -1]
 
     def step(self, x: np.ndarray, u: np.ndarray, models: Sequence[Any] | None = None) -> np.ndarray:
-        """``x' [R, nx]`` of one step (``frame_skip`` substeps)."""
-        states, sens = self.rollout(x, u, self.frame_skip, models)
-        phys = states[:, -1]
-        if self.read_at != "start":
-            sensing = None
-            if models is not None:  # one sensing copy per distinct model
-                copies: dict[int, Any] = {}
-                for m in models:
-                    if id(m) not in copies:
-                        copies[id(m)] = self._sensing_copy(m)
-                sensing = [copies[id(m)] for m in models]
-            at = phys
-            if self.read_at == "stage":
-                last = states[:, -2] if self.frame_skip > 1 else x[:, : self.nphys]
-                at = self.last_stage(last, u, sensing)
-            sens = self.sense(at, u, sensing)
+        """``x' [R, nx]`` of one step (``frame_skip`` substeps; ``models``: one per row)."""
+        if self.read_at == "start":
+            states, sens, _ = self.rollout(x, u, self.frame_skip, models)
+            return np.concatenate([states[:, -1], sens], axis=1)
+        quiet = self._models(models, euler=False, sensors=False)
+        if self.read_at == "end":
+            phys = self.rollout(x, u, self.frame_skip, quiet)[0][:, -1]
+            return np.concatenate([phys, self.sense(phys, u, models)], axis=1)
+        start, warm = x[:, : self.nphys], None
+        if self.frame_skip > 1:
+            states, _, warm = self.rollout(x, u, self.frame_skip - 1, quiet)
+            start = states[:, -1]
+        phys, sens = self.last_substep(start, u, warm, models)
         return np.concatenate([phys, sens], axis=1)
 
-    def last_stage(
-        self, start: np.ndarray, u: np.ndarray, models: Sequence[Any] | None = None
-    ) -> np.ndarray:
-        """The state ``X_3 [R, nphys]`` at which an RK4 substep from ``start`` evaluates its
-        last stage, and so leaves ``mjData``'s derived quantities.
+    def last_substep(
+        self,
+        start: np.ndarray,
+        u: np.ndarray,
+        warmstart: np.ndarray | None = None,
+        models: Sequence[Any] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One RK4 substep from ``start [R, nphys]`` (``qpos, qvel``) as MuJoCo's
+        ``mj_RungeKutta`` takes it; returns the state after it ``[R, nphys]`` and the sensor
+        readings ``[R, nsensor]`` at its last internal stage ``X_3``, where MuJoCo leaves
+        ``mjData``'s derived quantities (and so where gymnasium reads them).
 
-        MuJoCo's RK4 (``mj_RungeKutta``, classic tableau ``A = 1/2, 1/2, 1``) sets
-        ``X_i = X_0 (+) h A_i w_(i-1)``, ``v_i = v_0 + h A_i a_(i-1)``, where ``(+)`` is
-        ``mj_integratePos``, ``a = qacc`` and ``w`` is the velocity, except on the rotations of
-        free and ball joints: MuJoCo 4 integrates them on the Lie group (Runge-Kutta-Munthe-Kaas,
-        Munthe-Kaas 1998), ``w_i = dexp^-1(Theta_i, v_i) = v_i + Theta_i x v_i / 2 +
-        Theta_i x (Theta_i x v_i) / 12`` with ``Theta_i = h A_i w_(i-1)`` the stage's rotation
-        (found to match MuJoCo 4.0.1 to 1e-16; its source is not published with the wheel).
-        The accelerations come from one-substep rollouts of the sensing copy (Euler without
-        implicit damping: ``qvel' = qvel + h qacc``), all rows at once, three times."""
+        The classic tableau (``A = 1/2, 1/2, 1``; ``B = 1/6, 1/3, 1/3, 1/6``) over stages
+        ``X_i = (X_0 (+) h A_i w_(i-1), v_0 + h A_i a_(i-1))`` with ``a_i = qacc(X_i)``, every
+        stage's constraint solve warm-started from the same ``warmstart``; the substep ends
+        at ``(X_0 (+) h sum_i B_i w_i, v_0 + h sum_i B_i a_i)``. ``(+)`` is ``mj_integratePos``
+        and ``w_i`` the velocity ``v_i``, except on the rotations of free and ball joints:
+        MuJoCo 4 integrates them on the Lie group (Runge-Kutta-Munthe-Kaas, Munthe-Kaas 1998),
+        ``w_i = dexp^-1(Theta_i, v_i) = v_i + Theta_i x v_i / 2 + Theta_i x (Theta_i x v_i) /
+        12`` with ``Theta_i = h A_i w_(i-1)`` the stage's rotation (found to match MuJoCo 4.0.1
+        to 1e-16; its source is not published with the wheel). Each ``a_i`` is one substep of
+        the sensing copy (Euler: the warm start it leaves is the acceleration at its start),
+        all rows at once; the last one also reads the sensors at ``X_3`` (``models``: one
+        per row)."""
         nq, h = self.model.nq, self.model.opt.timestep
-        models = self._sense_model if models is None else models
+        quiet = self._models(models, euler=True, sensors=False)
+        sensing = self._models(models, euler=True, sensors=True)
         q0, v0 = start[:, :nq], start[:, nq:]
         q, v, w = q0, v0, v0
-        for c in (0.5, 0.5, 1.0):
-            after = self.rollout(np.concatenate([q, v], axis=1), u, 1, models)[0][:, -1]
-            a = (after[:, nq:] - v) / h
-            q, v = self.integrate_pos(q0, c * w, h), v0 + h * (c * a)
-            w = self._dexpinv(h * (c * w), v)
-        return np.concatenate([q, v], axis=1)
+        acc, vel = [], []
+        for c, m in ((0.5, quiet), (0.5, quiet), (1.0, quiet), (None, sensing)):
+            _, sens, a = self.rollout(np.concatenate([q, v], axis=1), u, 1, m, warmstart)
+            acc.append(a)
+            vel.append(w)
+            if c is not None:
+                q, v = self.integrate_pos(q0, c * w, h), v0 + h * (c * a)
+                w = self._dexpinv(h * (c * w), v)
+        b = (1 / 6, 1 / 3, 1 / 3, 1 / 6)
+        q1 = self.integrate_pos(q0, sum(bi * wi for bi, wi in zip(b, vel)), h)
+        v1 = v0 + h * sum(bi * ai for bi, ai in zip(b, acc))
+        return np.concatenate([q1, v1], axis=1), sens
 
     def _dexpinv(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
         """``v [R, nv]`` with the rotational dofs of free and ball joints replaced by
@@ -307,12 +352,13 @@ class MujocoSim:
         self, phys: np.ndarray, u: np.ndarray | None = None, models: Sequence[Any] | None = None
     ) -> np.ndarray:
         """Sensor readings ``[R, nsensor]`` at physics states ``phys [R, nphys]`` under
-        controls ``u`` (default zero), as ``mj_forward`` leaves them."""
+        controls ``u`` (default zero), as ``mj_forward`` leaves them (``models``: one per
+        row)."""
         if self.nsensor == 0:
             return np.zeros((phys.shape[0], 0))
         if u is None:
             u = np.zeros((phys.shape[0], self.nu))
-        return self.rollout(phys, u, 1, self._sense_model if models is None else models)[1]
+        return self.rollout(phys, u, 1, self._models(models, euler=True, sensors=True))[1]
 
     def jacobians(self, x: np.ndarray, u: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
         """``(dx'/dx [B, nx, nx], dx'/du [B, nx, nu])`` by central differences, all
@@ -355,6 +401,27 @@ class MujocoSim:
         out = out.reshape(2, p, b, self.nx)
         h = np.asarray(steps[:p])[:, None, None]
         return ((out[0] - out[1]) / (2 * h)).transpose(1, 2, 0)
+
+
+def _row_layout(mujoco: Any, model: Any) -> dict[str, Any]:
+    """Where ``x``'s physics part (``mjSTATE_FULLPHYSICS`` less the time) and the warm start
+    lie in a ``mujoco.batch.Batch`` row (``mjSTATE_INTEGRATION``): ``"physics"``, pairs of
+    (slice of ``x``, slice of the row), one per component; ``"warmstart"``, a slice. A
+    component's offset in a state vector is the size of the components of lower bits."""
+    state = mujoco.mjtState
+    full, row = int(state.mjSTATE_FULLPHYSICS), int(state.mjSTATE_INTEGRATION)
+
+    def place(spec: int, bit: int) -> slice:
+        start = mujoco.mj_stateSize(model, spec & (bit - 1))
+        return slice(start, start + mujoco.mj_stateSize(model, bit))
+
+    physics = []
+    for k in range(1, int(state.mjNSTATE)):  # bit 0 is the time
+        bit = 1 << k
+        if full & bit and mujoco.mj_stateSize(model, bit):
+            src = place(full, bit)
+            physics.append((slice(src.start - 1, src.stop - 1), place(row, bit)))
+    return {"physics": physics, "warmstart": place(row, int(state.mjSTATE_WARMSTART))}
 
 
 def _quat_integrate(quat: np.ndarray, vel: np.ndarray, h: float) -> np.ndarray:
