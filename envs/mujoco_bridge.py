@@ -171,16 +171,28 @@ class MujocoSim:
             for sensors in (False, True)
         }
         self.read_at = self._reading_instant(model)
+        # mj_integratePos's coordinates: (qpos, dof) index pairs moved linearly (hinge, slide,
+        # free joints' translation), and the quaternions' qpos [K, 4] and rotation dofs [K, 3]
+        # (free and ball joints)
         free, ball = int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_BALL)
-        self._rotation_dofs = [  # the first rotational dof of each free and ball joint
-            int(model.jnt_dofadr[j]) + (3 if model.jnt_type[j] == free else 0)
-            for j in range(model.njnt)
-            if model.jnt_type[j] in (free, ball)
-        ]
+        linear: list[tuple[int, int]] = []
+        quats: list[tuple[int, int]] = []
+        for j in range(model.njnt):
+            kind, a, b = int(model.jnt_type[j]), int(model.jnt_qposadr[j]), int(model.jnt_dofadr[j])
+            if kind == free:
+                linear += [(a + i, b + i) for i in range(3)]
+                a, b = a + 3, b + 3
+            if kind in (free, ball):
+                quats.append((a, b))
+            else:
+                linear.append((a, b))
+        lin, rot = (np.array(c, dtype=np.int64).reshape(-1, 2) for c in (linear, quats))
+        self._linear_q, self._linear_v = lin[:, 0], lin[:, 1]
+        self._quat_q, self._rot_v = rot[:, :1] + np.arange(4), rot[:, 1:] + np.arange(3)
 
     def write_params(self, values: Mapping[str, np.ndarray]) -> None:
-        """Write physical parameters (field -> full array) into this sim's model (and its
-        sensing copy)."""
+        """Write physical parameters (field -> full array) into this sim's model and its
+        variants."""
         for model in self._variants.values():
             for name, v in values.items():
                 field(model, name)[:] = v
@@ -200,17 +212,14 @@ class MujocoSim:
         hinge, slide and the free joints' translation linearly, quaternions (free and ball
         joints) by the exponential map, ``q <- normalise(q) * exp(h w / 2)``, as MuJoCo's
         ``mju_quatIntegrate``."""
-        m, jnt = self.model, self.mujoco.mjtJoint
         out = qpos.copy()
-        for j in range(m.njnt):
-            kind, a, b = int(m.jnt_type[j]), int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j])
-            if kind == int(jnt.mjJNT_FREE):
-                out[:, a : a + 3] += h * qvel[:, b : b + 3]
-                a, b = a + 3, b + 3
-            if kind in (int(jnt.mjJNT_FREE), int(jnt.mjJNT_BALL)):
-                out[:, a : a + 4] = _quat_integrate(out[:, a : a + 4], qvel[:, b : b + 3], h)
-            else:
-                out[:, a] += h * qvel[:, b]
+        out[:, self._linear_q] += h * qvel[:, self._linear_v]
+        r, k = qpos.shape[0], len(self._quat_q)
+        if k:
+            quat = _quat_integrate(
+                out[:, self._quat_q].reshape(r * k, 4), qvel[:, self._rot_v].reshape(r * k, 3), h
+            )
+            out[:, self._quat_q] = quat.reshape(r, k, 4)
         return out
 
     def _variant(self, model: Any, euler: bool, sensors: bool) -> Any:
@@ -343,9 +352,8 @@ class MujocoSim:
         ``v + theta x v / 2 + theta x (theta x v) / 12`` (``theta [R, nv]``: the stage's
         rotation); other dofs unchanged."""
         out = v.copy()
-        for d in self._rotation_dofs:
-            t, x = theta[:, d : d + 3], v[:, d : d + 3]
-            out[:, d : d + 3] = x + 0.5 * np.cross(t, x) + np.cross(t, np.cross(t, x)) / 12
+        t, x = theta[:, self._rot_v], v[:, self._rot_v]  # [R, K, 3]
+        out[:, self._rot_v] = x + 0.5 * np.cross(t, x) + np.cross(t, np.cross(t, x)) / 12
         return out
 
     def sense(
