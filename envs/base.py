@@ -124,6 +124,10 @@ class Env:
     #: draws auto-reset start states inside its fused step with a counter-based RNG, and its
     #: eager step draws them (and their observations) for a block of steps ahead.
     reset_noise_dim: ClassVar[int] = 0
+    #: Whether the env's step runs in an engine on the host (MuJoCo's C engine), which
+    #: synchronises with it on every step anyway. ``VecEnv``'s eager step then draws hashed
+    #: auto-reset start states for the finished copies only, after the transition.
+    host_engine: ClassVar[bool] = False
     spec: EnvSpec
 
     def __init__(

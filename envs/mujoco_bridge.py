@@ -64,7 +64,7 @@ import copy
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -546,6 +546,8 @@ class MujocoEnv(Env):
         params: initial physical parameters (see module docstring).
         name: ``spec.name``.
     """
+
+    host_engine: ClassVar[bool] = True  # every step is a call into MuJoCo's C engine
 
     def __init__(
         self,

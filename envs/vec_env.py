@@ -29,7 +29,9 @@ Start states of envs that declare ``reset_noise_dim`` are drawn with ``hash_unif
 counter-based generator (seed, step counter, position) evaluated inside the step itself: the
 fused step then needs no separate RNG call, and a seed gives the same episodes on every device.
 The eager step draws the same numbers for a block of steps at once (with the start states'
-observations), so a step at a few envs pays no per-step RNG or start-state ops.
+observations), so a step at a few envs pays no per-step RNG or start-state ops; for an env
+whose engine runs on the host (``Env.host_engine``: MuJoCo), where a start state costs a call
+into the engine, it draws them after the transition for the finished copies only.
 Other envs draw start states from the runner's ``torch.Generator``.
 
 An env that never terminates (it keeps ``Env._terminated``) restarts all its copies together at
@@ -109,6 +111,25 @@ def _step_core(
     steps of the current episodes (so it is also their length).
     """
     x1, r, term, final_obs = env._transition(x, u)
+    obs0 = env._observe(x0) if obs0 is None else obs0
+    return _finish(x1, r, term, final_obs, t, x0, obs0, ep_ret, acc, max_steps)
+
+
+def _finish(
+    x1: Tensor,
+    r: Tensor,
+    term: Tensor,
+    final_obs: Tensor,
+    t: Tensor,
+    x0: Tensor,
+    obs0: Tensor,
+    ep_ret: Tensor,
+    acc: Tensor,
+    max_steps: int,
+) -> tuple[Tensor, ...]:
+    """``_step_core`` after the transition (``x1, r, term, final_obs``): the time limit, the
+    auto-reset to ``x0`` (observed as ``obs0``; only the finished rows are read) and the
+    statistics."""
     t1 = t + 1
     trunc = (t1 >= max_steps) & ~term
     done = term | trunc
@@ -117,7 +138,6 @@ def _step_core(
     # observations are per row: observe(where(done, x0, x1)) = where(done, obs0, obs1)
     acc = torch.where(done, torch.stack(finished), acc)
     x_new = torch.where(done[:, None], x0, x1)
-    obs0 = env._observe(x0) if obs0 is None else obs0
     obs = torch.where(done[:, None], obs0, final_obs)
     t_new = t1.masked_fill(done, 0)
     ret_new = ret.masked_fill(done, 0.0)
@@ -265,6 +285,8 @@ class VecEnv:
             return self._fused_step(u, x0)
         if self._hashed_resets and self._host_t is not None:  # starts drawn at time limits only
             return self._lockstep_step(u, None, None)
+        if self._hashed_resets and self.env.host_engine:  # starts of the finished copies only
+            return self._host_step(u)
         if self._hashed_resets:
             x0, obs0, self._counter = self._next_start()
         else:
@@ -390,6 +412,28 @@ class VecEnv:
         self._t = torch.zeros_like(self._t)
         self._host_t = 0 if self._lockstep else None
         self._ep_ret = torch.zeros_like(self._ep_ret)
+
+    def _host_step(self, u: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Any]]:
+        """The eager step of an env whose engine runs on the host (``Env.host_engine``) and so
+        synchronises on every step anyway: the start states are drawn after the transition,
+        for the finished copies only, from the same ``hash_uniform`` numbers as the other
+        paths (the same episodes), where ``_next_start`` draws them for every copy."""
+        env, n = self.env, self.num_envs
+        counter = self._synced_counter()
+        x1, r, term, final_obs = env._transition(self._state, u)
+        rows = (term | (self._t + 1 >= self.max_steps)).nonzero()[:, 0]
+        x0, obs0 = x1, final_obs  # read by _finish on the finished rows only
+        if len(rows):
+            uniform = _hash_uniform(self._key, counter, (n, env.reset_noise_dim), env.dtype)
+            start = env._initial_state_from_uniform(uniform[rows])
+            x0 = x1.index_copy(0, rows, start)
+            obs0 = final_obs.index_copy(0, rows, env._observe(start))
+        self._counter = counter + 1
+        out = _finish(x1, r, term, final_obs, self._t, x0, obs0, self._ep_ret, self._acc,
+                      self.max_steps)  # fmt: skip
+        (obs, r, term, trunc, done, final_obs, x1, self._state, self._t, self._ep_ret,
+         self._acc) = out  # fmt: skip
+        return obs, r, term, trunc, {"final_obs": final_obs, "final_state": x1, "done": done}
 
     def _lockstep_step(
         self, u: Tensor, x0: Tensor | None, obs0: Tensor | None

@@ -65,3 +65,32 @@ def test_blocked_starts_resume_mid_block_exactly():
         assert torch.equal(ta, tb) and torch.equal(ua, ub)
     mean_a, mean_b = (v.episode_statistics()["mean_return"] for v in (a, b))
     assert mean_a == pytest.approx(mean_b, rel=1e-6)
+
+
+def test_host_engine_draws_the_finished_copies_starts_from_the_same_numbers():
+    """``Env.host_engine`` (MuJoCo): the eager step draws start states after the transition,
+    for the finished copies only; the episodes, flags and statistics equal those of the
+    block-drawn path, terminations and time limits mixed, and the counter keeps the same
+    count, so a ``state_dict`` taken mid-run continues on either path."""
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gymnasium")
+    env = make("mujoco:InvertedPendulum-v5", dtype=torch.float64)  # falls within ~10 steps
+    assert env.host_engine
+    blocked = make("mujoco:InvertedPendulum-v5", dtype=torch.float64)
+    blocked.host_engine = False
+    n, steps = 16, 60
+    a, b = VecEnv(env, n, seed=5, max_steps=9), VecEnv(blocked, n, seed=5, max_steps=9)
+    a.reset(), b.reset()
+    g = torch.Generator().manual_seed(0)
+    terms = truncs = 0
+    for _ in range(steps):
+        u = 6 * torch.rand(n, 1, generator=g, dtype=torch.float64) - 3
+        out_a, out_b = a.step(u), b.step(u)
+        for x, y in zip(out_a[:4], out_b[:4]):
+            assert torch.equal(x, y)
+        assert torch.equal(a.state, b.state)
+        terms, truncs = terms + int(out_a[2].sum()), truncs + int(out_a[3].sum())
+    assert terms > n and truncs > 0  # both kinds of reset happened, many times
+    for x, y in zip(a.episode_statistics().values(), b.episode_statistics().values()):
+        assert x == y if not isinstance(x, torch.Tensor) else torch.equal(x, y)
+    assert a.state_dict()["counter"].item() == b.state_dict()["counter"].item() == steps
