@@ -34,6 +34,9 @@ TRAIN = {
 PLAN = {
     "mpc": ["--mpc.horizon", "4", "--mpc.max-iter", "2"],
     "cem": "--cem.horizon 4 --cem.num-samples 16 --cem.num-elites 4 --cem.iterations 2".split(),
+    "icem": (
+        "--icem.horizon 4 --icem.num-samples 16 --icem.num-elites 4 --icem.iterations 2"
+    ).split(),
     "mppi": ["--mppi.horizon", "4", "--mppi.num-samples", "16"],
     "shooting": ["--shooting.horizon", "4", "--shooting.iterations", "2"],
 }

@@ -33,7 +33,7 @@ HELP_LINES: dict[str, str] = {
     "compare": "run the whole story on one system (collect, fit, plan, train) and print who wins",
     "collect": "run a policy in an env and save the trajectories as an .npz dataset",
     "fit": "fit a dynamics model (linear|mlp|ensemble|greybox) to a dataset and save it",
-    "plan": "closed-loop planning in an env: mpc|cem|mppi|shooting, returns and solve times",
+    "plan": "closed-loop planning in an env: mpc|cem|icem|mppi|shooting, returns and solve times",
     "mbrl": "model-based RL: fit a dynamics model, plan on it with MPC/CEM/MPPI, collect, repeat",
     "train": "train a model-free agent "
     "(reinforce|a2c|ppo|ddpg|td3|sac|dqn|apg|trpo|npg|es|ars) on an env",

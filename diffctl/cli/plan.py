@@ -1,9 +1,11 @@
-"""``diffctl plan``: closed-loop planning in an env with MPC, CEM, MPPI or gradient shooting.
+"""``diffctl plan``: closed-loop planning in an env with MPC, CEM, iCEM, MPPI or gradient
+shooting.
 
 Example::
 
     diffctl plan --env pendulum --planner mpc --episodes 5 --seed 0 --plot plan.png
     diffctl plan --env pendulum --planner cem --cem.num-samples 200 --cem.iterations 3
+    diffctl plan --env mujoco:HalfCheetah-v5 --planner icem --episodes 1 --steps 300
     diffctl plan --env pendulum --planner mppi --model model.pt   # a learned dynamics model
     diffctl plan --env pendulum --reward reward.pt                # a reward from diffctl irl
     diffctl plan --env pendulum --json plan.json                  # the episodes as JSON
@@ -40,7 +42,7 @@ from diffctl.cli._common import (
     refuse_unused,
     run_command,
 )
-from diffctl.configs.control import CEMConfig, MPCConfig, MPPIConfig, ShootingConfig
+from diffctl.configs.control import CEMConfig, ICEMConfig, MPCConfig, MPPIConfig, ShootingConfig
 
 if TYPE_CHECKING:  # torch, the envs and the planners load when planning runs, not for --help
     import torch
@@ -57,7 +59,7 @@ __all__ = [
     "HELP",
 ]
 
-HELP = "closed-loop planning in an env: mpc|cem|mppi|shooting, returns and solve times"
+HELP = "closed-loop planning in an env: mpc|cem|icem|mppi|shooting, returns and solve times"
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class PlanCommandConfig:
 
     env: str = "pendulum"
     """registered env name."""
-    planner: Literal["mpc", "cem", "mppi", "shooting"] = "mpc"
+    planner: Literal["mpc", "cem", "icem", "mppi", "shooting"] = "mpc"
     """planner driving the receding-horizon controller."""
     episodes: int = 5
     """episodes, run in parallel."""
@@ -86,6 +88,7 @@ class PlanCommandConfig:
     """plan with a learned reward (a ``diffctl irl`` file) instead of the env's reward."""
     mpc: MPCConfig = MPCConfig()
     cem: CEMConfig = CEMConfig()
+    icem: ICEMConfig = ICEMConfig()
     mppi: MPPIConfig = MPPIConfig()
     shooting: ShootingConfig = ShootingConfig()
     progress: bool = True
@@ -188,7 +191,7 @@ def build_planner(
     """The planner the flags describe, on ``dynamics`` (default: the env) and ``reward``
     (default: the env's reward), within the env's action bounds. ``cost`` (MPC only)
     replaces the cost ``-reward`` (e.g. AIRL's ``planning_cost`` with its terminal ``-h``)."""
-    from diffctl.control import CEM, MPC, MPPI, FunctionCost, RewardCost, Shooting
+    from diffctl.control import CEM, ICEM, MPC, MPPI, FunctionCost, RewardCost, Shooting
 
     spec = env.spec
     if spec.discrete:
@@ -206,12 +209,12 @@ def build_planner(
         return MPC(dyn, cost, config.mpc, nu=nu, u_lower=lo, u_upper=hi)
     if config.planner == "shooting":
         return Shooting(dyn, reward=rew, action_low=lo, action_high=hi, config=config.shooting)
-    cfg: Any = config.cem if config.planner == "cem" else config.mppi
+    cfg: Any = getattr(config, config.planner)  # a sampling planner's settings
     elites = getattr(dynamics, "num_elites", 0)
     if elites and cfg.ensemble_size == 0:  # an ensemble: trajectory sampling over its elites
         cfg = dataclasses.replace(cfg, ensemble_size=elites, particles=max(cfg.particles, elites))
     cfg = dataclasses.replace(cfg, seed=config.seed)
-    cls = CEM if config.planner == "cem" else MPPI
+    cls = {"cem": CEM, "icem": ICEM, "mppi": MPPI}[config.planner]
     return cls(dyn, reward=rew, action_low=lo, action_high=hi, config=cfg)
 
 
@@ -345,7 +348,7 @@ def _main(argv: list[str]) -> int:
         config,
         {
             p: f"with --planner {config.planner}"
-            for p in ("mpc", "cem", "mppi", "shooting")
+            for p in ("mpc", "cem", "icem", "mppi", "shooting")
             if p != config.planner
         },
     )

@@ -20,6 +20,9 @@ TINY = {
         "--cem.iterations",
         "2",
     ],
+    "icem": (
+        "--icem.horizon 5 --icem.num-samples 20 --icem.num-elites 4 --icem.iterations 2"
+    ).split(),
     "mppi": ["--mppi.horizon", "5", "--mppi.num-samples", "20"],
     "shooting": ["--shooting.horizon", "5", "--shooting.iterations", "3"],
 }
