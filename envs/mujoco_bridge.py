@@ -277,6 +277,7 @@ class MujocoSim:
         for src, dst in self._rows["physics"]:
             rows[:, dst] = x[:, src]
         rows[:, self._rows["warmstart"]] = 0.0 if warmstart is None else warmstart
+        rows[:, self._rows["time"]] = 0.0  # every call starts at time 0, as x has no time
         model = self.model if models is None else models
         if isinstance(model, list):  # one model per row; the unused rows run the sim's own
             model = model + [self.model] * (sims.nsim - r)
@@ -412,10 +413,11 @@ class MujocoSim:
 
 
 def _row_layout(mujoco: Any, model: Any) -> dict[str, Any]:
-    """Where ``x``'s physics part (``mjSTATE_FULLPHYSICS`` less the time) and the warm start
-    lie in a ``mujoco.batch.Batch`` row (``mjSTATE_INTEGRATION``): ``"physics"``, pairs of
-    (slice of ``x``, slice of the row), one per component; ``"warmstart"``, a slice. A
-    component's offset in a state vector is the size of the components of lower bits."""
+    """Where ``x``'s physics part (``mjSTATE_FULLPHYSICS`` less the time), the warm start and
+    the time lie in a ``mujoco.batch.Batch`` row (``mjSTATE_INTEGRATION``): ``"physics"``,
+    pairs of (slice of ``x``, slice of the row), one per component; ``"warmstart"`` and
+    ``"time"``, slices. A component's offset in a state vector is the size of the components
+    of lower bits."""
     state = mujoco.mjtState
     full, row = int(state.mjSTATE_FULLPHYSICS), int(state.mjSTATE_INTEGRATION)
 
@@ -429,7 +431,11 @@ def _row_layout(mujoco: Any, model: Any) -> dict[str, Any]:
         if full & bit and mujoco.mj_stateSize(model, bit):
             src = place(full, bit)
             physics.append((slice(src.start - 1, src.stop - 1), place(row, bit)))
-    return {"physics": physics, "warmstart": place(row, int(state.mjSTATE_WARMSTART))}
+    return {
+        "physics": physics,
+        "warmstart": place(row, int(state.mjSTATE_WARMSTART)),
+        "time": place(row, int(state.mjSTATE_TIME)),
+    }
 
 
 def _quat_integrate(quat: np.ndarray, vel: np.ndarray, h: float) -> np.ndarray:

@@ -344,3 +344,17 @@ def test_rk4_last_substep_equals_mujoco_on_ball_and_free_joints(tmp_path):
         np.testing.assert_allclose(quat.numpy(), d.xquat[1], atol=1e-12, rtol=0)
         np.testing.assert_allclose(pos.numpy(), d.xpos[2], atol=1e-12, rtol=0)
     assert contacts >= n // 2
+
+
+def test_every_step_starts_at_time_zero(tmp_path):
+    """``x`` has no time: every step starts MuJoCo's clock at zero (a ``clock`` sensor reads the
+    time of the last substep's start on every call, however many calls came before)."""
+    path = tmp_path / "clock.xml"
+    path.write_text(PENDULUM_XML.format(integrator="Euler").replace(
+        "</mujoco>", '<sensor><clock name="t"/></sensor></mujoco>'
+    ))  # fmt: skip
+    env = make(f"mjcf:{path}", dtype=torch.float64)  # 2 substeps of 0.01 s
+    x = env.state_from(torch.tensor([[0.3]]), torch.tensor([[0.0]]))
+    for _ in range(3):
+        x = env.dynamics(x, torch.zeros(1, 1, dtype=torch.float64))
+        assert env.sensor(x, "t").item() == pytest.approx(0.01)
