@@ -2,14 +2,14 @@
 
 A PETS ensemble (5 members, 4 hidden layers of 200, predicting standardised state deltas; random
 weights: only the time matters here) plans with CEM, iCEM and MPPI over a 30-step horizon with
-trajectory sampling (TS-inf, one particle per sequence). Each solve reports its own time
+trajectory sampling (TS-inf, the preset's 5 particles per sequence). Each solve reports its own time
 (``PlanResult.solve_time``); the script prints the median and the best of a few warm-started
 control steps, per planner, eager and (``--compile``) compiled, and the process CPU time per
 step (with one thread, the time it would take on an idle core of a busy machine).
 
-    python examples/pets_planning_time.py --threads 1            # the preset: 400 x 5
+    python examples/pets_planning_time.py --threads 1            # the preset: 100 x 5, 5 particles
     python examples/pets_planning_time.py --threads 2 --compile  # + torch.compile
-    python examples/pets_planning_time.py --particles 20         # PETS's 20 particles
+    python examples/pets_planning_time.py --samples 400 --elites 40 --particles 1  # one particle
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from diffctl.models import EnsembleDynamics
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--samples", type=int, default=400, help="population (iCEM: the first)")
+    p.add_argument("--samples", type=int, default=100, help="population (iCEM: the first)")
+    p.add_argument("--elites", type=int, default=10, help="elites (CEM, iCEM)")
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--horizon", type=int, default=30)
     p.add_argument("--members", type=int, default=5)
-    p.add_argument("--particles", type=int, default=1, help="rollouts per sequence")
+    p.add_argument("--particles", type=int, default=5, help="rollouts per sequence")
     p.add_argument("--ts-mode", default="tsinf", choices=["tsinf", "ts1"])
     p.add_argument("--steps", type=int, default=8, help="timed control steps per planner")
     p.add_argument("--planners", default="cem,icem,mppi")
@@ -58,10 +59,9 @@ def main() -> None:
         ts_mode=a.ts_mode,
         compile=a.compile,
     )
-    elites = max(2, a.samples // 10)
     builders = {
-        "cem": lambda: CEM(model, config=CEMConfig(num_elites=elites, **common), **kw),
-        "icem": lambda: ICEM(model, config=ICEMConfig(num_elites=elites, **common), **kw),
+        "cem": lambda: CEM(model, config=CEMConfig(num_elites=a.elites, **common), **kw),
+        "icem": lambda: ICEM(model, config=ICEMConfig(num_elites=a.elites, **common), **kw),
         "mppi": lambda: MPPI(model, config=MPPIConfig(**common), **kw),
     }
     kw = dict(reward=reward, action_low=-1.0, action_high=1.0, nu=nu)

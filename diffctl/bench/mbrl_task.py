@@ -4,8 +4,9 @@ against SAC at five times the env steps.
 One process, one seed, one after the other on the same threads:
 
 - **mbrl**: PETS on the task (``PRESETS``: a 5-member ensemble of 4 x 200 Gaussian networks on
-  normalised state deltas, refitted after every episode; iCEM over a 30-step horizon, 400
-  samples x 5 iterations, trajectory sampling over the elites, compiled), one random episode and
+  normalised state deltas, refitted after every episode; iCEM over a 30-step horizon, 100
+  samples x 5 iterations, each sequence scored by 5 particles over the elites (TS-inf),
+  compiled), one random episode and
   then planned episodes up to ``--mbrl-steps`` (20k). ``return_at_<k>`` is the return of the
   training episode that ends at ``k`` env steps (each episode is a fresh start, the planner as
   it stands then); ``solve_ms`` the mean planner time per control step.

@@ -7,8 +7,8 @@ Example::
         --particles 20 --iterations 29
 
     diffctl mbrl --env mujoco:HalfCheetah-v5 --model ensemble --hidden 200 200 200 200 \\
-        --planner icem --horizon 30 --num-samples 400 --num-elites 40 --plan-iterations 5 \\
-        --compile --refit continue --checkpoint hc.ckpt        # interrupt, then:
+        --planner icem --horizon 30 --num-samples 100 --num-elites 10 --plan-iterations 5 \\
+        --particles 5 --compile --refit continue --checkpoint hc.ckpt   # interrupt, then:
     diffctl mbrl ... the same flags ... --resume hc.ckpt --checkpoint hc2.ckpt
 
 Flags are the fields of ``diffctl.configs.models.MBRLConfig`` (training flags: its ``fit``

@@ -1,6 +1,6 @@
 """The model-based loop at robot scale: checkpoints and resume, episodes that terminate,
-positions left out of the model's input, the planner's own options, and a CI-sized learning
-test on MuJoCo's InvertedDoublePendulum."""
+positions left out of the model's input, the planner's own options, the PETS preset's planner
+on the half-cheetah, and a CI-sized learning test on MuJoCo's InvertedDoublePendulum."""
 
 from __future__ import annotations
 
@@ -171,3 +171,25 @@ def test_loop_learns_to_balance_the_double_pendulum():
     assert 40 < sum(random) / len(random) < 90
     assert max(planned) >= 2.5 * sum(random) / len(random)
     assert sum(planned) / len(planned) >= 1.8 * sum(random) / len(random)
+
+
+def test_pets_preset_plans_a_half_cheetah_step():
+    """``PETS_PRESET`` (what ``diffctl bench mbrl`` and ``compare`` run) builds its model and its
+    planner on the half-cheetah and plans one control step: every sequence scored by particles
+    through the elites, the action inside the box."""
+    from diffctl.configs.models import PETS_PRESET
+    from diffctl.control import ICEM
+    from diffctl.models.mbrl import _build_model
+
+    env = make("mujoco:HalfCheetah-v5")
+    cfg = MBRLConfig(env=env.spec.name, **{**PETS_PRESET, "compile": False}, progress=False)
+    torch.manual_seed(0)
+    model = _build_model(cfg, env).to(dtype=env.dtype).eval().requires_grad_(False)
+    planner = make_planner(model, env.reward, env, cfg, torch.Generator().manual_seed(0))
+    assert isinstance(planner, ICEM) and planner.config.ensemble_size == model.num_elites
+    assert planner.config.particles == cfg.particles > 1
+    plan = planner.plan(env.initial_state(1, torch.Generator().manual_seed(0)))
+    assert plan.actions.shape == (cfg.horizon, 1, env.spec.act_dim)
+    assert plan.info["samples"] >= cfg.num_samples and torch.isfinite(plan.cost).all()
+    lo, hi = env.spec.action_bounds(env.device, env.dtype)
+    assert ((plan.actions >= lo) & (plan.actions <= hi)).all()
