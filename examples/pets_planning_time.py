@@ -10,6 +10,7 @@ step (with one thread, the time it would take on an idle core of a busy machine)
     python examples/pets_planning_time.py --threads 1            # the preset: 100 x 5, 5 particles
     python examples/pets_planning_time.py --threads 2 --compile  # + torch.compile
     python examples/pets_planning_time.py --samples 400 --elites 40 --particles 1  # one particle
+    python examples/pets_planning_time.py --members 7 --model-elites 5  # PETS's 5 elites of 7
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--horizon", type=int, default=30)
     p.add_argument("--members", type=int, default=5)
+    p.add_argument(
+        "--model-elites", type=int, default=None, help="elite members (default: all; PETS: 5 of 7)"
+    )
     p.add_argument("--particles", type=int, default=5, help="rollouts per sequence")
     p.add_argument("--ts-mode", default="tsinf", choices=["tsinf", "ts1"])
     p.add_argument("--steps", type=int, default=8, help="timed control steps per planner")
@@ -44,7 +48,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     nx, nu = 17, 6
-    model = EnsembleDynamics(nx, nu, num_members=a.members, hidden=(200,) * 4)
+    elites = a.model_elites or a.members
+    model = EnsembleDynamics(nx, nu, num_members=a.members, num_elites=elites, hidden=(200,) * 4)
     model.eval().requires_grad_(False)
 
     def reward(x, u, x_next):  # half-cheetah's: forward velocity minus a control cost
@@ -55,7 +60,7 @@ def main() -> None:
         num_samples=a.samples,
         iterations=a.iterations,
         particles=a.particles,
-        ensemble_size=a.members,
+        ensemble_size=elites,
         ts_mode=a.ts_mode,
         compile=a.compile,
     )
@@ -66,7 +71,7 @@ def main() -> None:
     }
     kw = dict(reward=reward, action_low=-1.0, action_high=1.0, nu=nu)
     print(
-        f"obs {nx}, act {nu}, {a.members} members of 4x200, horizon {a.horizon}, "
+        f"obs {nx}, act {nu}, {a.members} members ({elites} elites) of 4x200, horizon {a.horizon}, "
         f"{a.samples} samples x {a.iterations} iterations, {a.particles} particle(s), "
         f"{a.ts_mode}, {a.threads} thread(s), compile={a.compile}"
     )

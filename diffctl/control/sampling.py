@@ -28,6 +28,9 @@ TS-1 one per step. The dynamics is called either
   as ``f.step_members(x [E, M, nx], u [E, M, nu]) -> [E, M, nx]``, slice ``m`` through member
   ``m`` only, with the particles gathered into their slots and scattered back. Both give the
   same numbers; the second does ``1/E`` of the work of evaluating every member on every row.
+  A dynamics that also has ``elite_weights()`` is called as ``f.step_members(x, u, weights=w)``
+  with ``w = f.elite_weights()`` taken once per rollout (an ensemble with fewer elites than
+  members gathers the elites' weights once, not at every step).
 With ``ensemble_size = 0`` the dynamics is called as ``f(x, u)`` (particles > 1 then only helps
 a dynamics that samples internally).
 
@@ -49,6 +52,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -95,12 +99,14 @@ class _SamplingPlanner:
         return self.config.horizon
 
     def _members_step(self) -> Callable[[Tensor, Tensor], Tensor] | None:
-        """The dynamics' ``step_members`` when it fits ``ensemble_size`` (module docstring)."""
-        E = self.config.ensemble_size
-        step = getattr(self.objective.dynamics, "step_members", None)
-        if E > 0 and callable(step) and getattr(self.objective.dynamics, "num_elites", 0) == E:
-            return step
-        return None
+        """The dynamics' ``step_members`` when it fits ``ensemble_size`` (module docstring),
+        given its ``elite_weights()`` when it has them (gathered here: call once per rollout)."""
+        E, dynamics = self.config.ensemble_size, self.objective.dynamics
+        step = getattr(dynamics, "step_members", None)
+        if not (E > 0 and callable(step) and getattr(dynamics, "num_elites", 0) == E):
+            return None
+        elite_weights = getattr(dynamics, "elite_weights", None)
+        return partial(step, weights=elite_weights()) if callable(elite_weights) else step
 
     def _setup(
         self, x0: Tensor, warm_start: Tensor | None
@@ -144,12 +150,18 @@ class _SamplingPlanner:
         order = torch.rand(S, E * M, generator=gen, device=device).argsort(dim=-1)
         return order % n, order.argsort(dim=-1)[:, :n]
 
-    def _step(self, x: Tensor, u: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+    def _step(
+        self,
+        x: Tensor,
+        u: Tensor,
+        src: Tensor,
+        dst: Tensor,
+        step: Callable[[Tensor, Tensor], Tensor] | None,
+    ) -> Tensor:
         """One step ``[N, nx]`` of the particles ``x [N, nx]`` under ``u [N, nu]``, each through
-        its member (``src``/``dst``: one row of ``_assign``)."""
+        its member (``src``/``dst``: one row of ``_assign``; ``step``: ``_members_step()``)."""
         E = self.config.ensemble_size
         M = src.shape[-1] // E
-        step = self._members_step()
         if step is None:
             return self.objective._f(x, u, torch.div(dst, M, rounding_mode="floor"))
         # gather the particles into member blocks, one member per block, and scatter back
@@ -179,7 +191,7 @@ class _SamplingPlanner:
             xs = [x0]
             for t in range(us.shape[0]):
                 j = t if src.shape[0] > 1 else 0
-                xs.append(self._step(xs[-1], us[t], src[j], dst[j]))
+                xs.append(self._step(xs[-1], us[t], src[j], dst[j], step))
             states = torch.stack(xs)
         return self.objective.total_cost(states, us), states
 

@@ -48,12 +48,10 @@ class EnsembleLinear(nn.Module):
         )
         self.bias = nn.Parameter(torch.empty(num_members, 1, out_dim).uniform_(-bound, bound))
 
-    def forward(self, h: Tensor, members: Tensor | None = None) -> Tensor:
-        """``h [E, N, in]``; with ``members [E']`` (int64), ``h [E', N, in]`` through those
-        members only."""
-        if members is None:
-            return torch.baddbmm(self.bias, h, self.weight)
-        return torch.baddbmm(self.bias[members], h, self.weight[members])
+    def forward(self, h: Tensor) -> Tensor:
+        """``h [E, N, in] -> [E, N, out]`` (``EnsembleDynamics`` also runs a subset of the
+        members through their gathered weights: ``_layer_weights``)."""
+        return torch.baddbmm(self.bias, h, self.weight)
 
 
 class EnsembleDynamics(DynamicsModel):
@@ -137,12 +135,31 @@ class EnsembleDynamics(DynamicsModel):
     def _features(self, x: Tensor, u: Tensor) -> Tensor:
         return self.in_norm.normalize(self._inputs(x, u))
 
-    def _net(self, feats: Tensor, members: Tensor | None = None) -> Tensor:
+    def _layer_weights(self, members: Tensor | None = None) -> list[tuple[Tensor, Tensor]]:
+        """``(weight [E', in, out], bias [E', 1, out])`` of every ``EnsembleLinear``: of all
+        members (views), or of ``members [E']`` only (gathered, i.e. copied)."""
+        linears = [layer for layer in self.net if isinstance(layer, EnsembleLinear)]
+        if members is None:
+            return [(layer.weight, layer.bias) for layer in linears]
+        return [(layer.weight[members], layer.bias[members]) for layer in linears]
+
+    def _net(
+        self,
+        feats: Tensor,
+        members: Tensor | None = None,
+        weights: list[tuple[Tensor, Tensor]] | None = None,
+    ) -> Tensor:
         """Raw outputs ``[E, N, 2 nx]`` for ``feats [E, N, F]`` (with ``members [E']``:
-        ``feats [E', N, F]`` through those members)."""
+        ``feats [E', N, F]`` through those members; ``weights``: their ``_layer_weights``,
+        gathered beforehand)."""
+        weights = iter(self._layer_weights(members) if weights is None else weights)
         h = feats
         for layer in self.net:
-            h = layer(h, members) if isinstance(layer, EnsembleLinear) else layer(h)
+            if isinstance(layer, EnsembleLinear):
+                weight, bias = next(weights)
+                h = torch.baddbmm(bias, h, weight)
+            else:
+                h = layer(h)
         return h
 
     def _gaussian(self, feats: Tensor, members: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -163,12 +180,22 @@ class EnsembleDynamics(DynamicsModel):
         feats = self._features(x, u).reshape(1, -1, self.in_norm.mean.shape[0])
         return self._gaussian(feats.expand(self.num_elites, -1, -1), self._elites())
 
-    def step_members(self, x: Tensor, u: Tensor) -> Tensor:
+    def step_members(
+        self, x: Tensor, u: Tensor, weights: list[tuple[Tensor, Tensor]] | None = None
+    ) -> Tensor:
         """Next states ``[E', M, nx]`` of ``x [E', M, nx]``, ``u [E', M, nu]`` with slice ``k``
         through elite ``k`` only (its mean prediction): the planners' fast ensemble call, ``1/E'``
-        of the work of ``forward(x, u, member)`` (which evaluates every elite on every row)."""
-        mean = self._net(self._features(x, u), self._elites())[..., : self.state_dim]
+        of the work of ``forward(x, u, member)`` (which evaluates every elite on every row).
+
+        ``weights``: ``elite_weights()``, gathered once for the many calls of a rollout (with
+        fewer elites than members, a call without it gathers the elites' weights itself)."""
+        mean = self._net(self._features(x, u), self._elites(), weights)[..., : self.state_dim]
         return x + self.out_norm.denormalize(mean)
+
+    def elite_weights(self) -> list[tuple[Tensor, Tensor]]:
+        """The elites' layer weights ``(weight [E', in, out], bias [E', 1, out])`` for
+        ``step_members``: views when every member is an elite, else one gathered copy."""
+        return self._layer_weights(self._elites())
 
     def forward(self, x: Tensor, u: Tensor, member: Tensor | None = None) -> Tensor:
         """Mean of the elites' next states ``[..., nx]``; with ``member`` (int64 ``[...]`` in

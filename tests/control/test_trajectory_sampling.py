@@ -144,3 +144,35 @@ def test_ensemble_size_must_match_for_the_fast_path():
         torch.Generator().manual_seed(0),
     )
     assert cost.shape == (1, 6) and torch.isfinite(cost).all()
+
+
+@pytest.mark.parametrize("ts_mode", ["tsinf", "ts1"])
+def test_elite_weights_are_gathered_once_per_rollout(ts_mode, monkeypatch):
+    """With fewer elites than members the planner takes ``elite_weights()`` once per rollout and
+    passes them to every ``step_members`` call (no gather of the weights at every step)."""
+    torch.manual_seed(0)
+    model = EnsembleDynamics(4, 2, num_members=5, num_elites=3, hidden=(16, 16)).double().eval()
+    model.elite_idx.copy_(torch.tensor([4, 0, 2]))
+    gathered, steps = [], []
+    elite_weights, step_members = model.elite_weights, model.step_members
+
+    def counted_weights():
+        gathered.append(1)
+        return elite_weights()
+
+    def checked_step(x, u, weights=None):
+        steps.append(weights is not None)
+        return step_members(x, u, weights)
+
+    monkeypatch.setattr(model, "elite_weights", counted_weights)
+    monkeypatch.setattr(model, "step_members", checked_step)
+    cfg = ICEMConfig(
+        horizon=T, num_samples=8, num_elites=2, iterations=2, particles=2, ensemble_size=3
+    )
+    planner = ICEM(model, reward=lambda x, u, x1: x1.sum(-1), nu=2, config=cfg)
+    planner.plan(torch.randn(2, 4, dtype=D))
+    rollouts = cfg.iterations + 1  # the iterations and the plan's own rollout
+    assert len(gathered) == rollouts and len(steps) == rollouts * T and all(steps)
+    # the gathered weights give the numbers of a call that gathers them itself
+    x, u = torch.randn(3, 5, 4, dtype=D), torch.randn(3, 5, 2, dtype=D)
+    torch.testing.assert_close(step_members(x, u, elite_weights()), step_members(x, u))
