@@ -143,16 +143,10 @@ class EnsembleDynamics(DynamicsModel):
             return [(layer.weight, layer.bias) for layer in linears]
         return [(layer.weight[members], layer.bias[members]) for layer in linears]
 
-    def _net(
-        self,
-        feats: Tensor,
-        members: Tensor | None = None,
-        weights: list[tuple[Tensor, Tensor]] | None = None,
-    ) -> Tensor:
-        """Raw outputs ``[E, N, 2 nx]`` for ``feats [E, N, F]`` (with ``members [E']``:
-        ``feats [E', N, F]`` through those members; ``weights``: their ``_layer_weights``,
-        gathered beforehand)."""
-        weights = iter(self._layer_weights(members) if weights is None else weights)
+    def _net(self, feats: Tensor, weights: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """Raw outputs ``[E, N, 2 nx]`` for ``feats [E, N, F]`` (with ``weights``, the
+        ``_layer_weights`` of ``E'`` members: ``feats [E', N, F]`` through those members)."""
+        weights = iter(self._layer_weights() if weights is None else weights)
         h = feats
         for layer in self.net:
             if isinstance(layer, EnsembleLinear):
@@ -163,8 +157,9 @@ class EnsembleDynamics(DynamicsModel):
         return h
 
     def _gaussian(self, feats: Tensor, members: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Standardised member means and log-variances ``[E, N, nx]`` (see ``_net``)."""
-        out = self._net(feats, members)
+        """Standardised member means and log-variances ``[E, N, nx]`` of ``feats [E, N, F]``
+        (with ``members [E']``: ``feats [E', N, F]`` through those members)."""
+        out = self._net(feats, self._layer_weights(members))
         mean, raw = out[..., : self.state_dim], out[..., self.state_dim :]
         # soft bounds (PETS, Appendix A.1)
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
@@ -189,7 +184,8 @@ class EnsembleDynamics(DynamicsModel):
 
         ``weights``: ``elite_weights()``, gathered once for the many calls of a rollout (with
         fewer elites than members, a call without it gathers the elites' weights itself)."""
-        mean = self._net(self._features(x, u), self._elites(), weights)[..., : self.state_dim]
+        weights = self.elite_weights() if weights is None else weights
+        mean = self._net(self._features(x, u), weights)[..., : self.state_dim]
         return x + self.out_norm.denormalize(mean)
 
     def elite_weights(self) -> list[tuple[Tensor, Tensor]]:
