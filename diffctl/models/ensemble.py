@@ -51,7 +51,7 @@ class EnsembleLinear(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         """``h [E, N, in] -> [E, N, out]`` (``EnsembleDynamics`` also runs a subset of the
         members through their gathered weights: ``_layer_weights``)."""
-        return torch.baddbmm(self.bias, h, self.weight)
+        return torch.bmm(h, self.weight) + self.bias
 
 
 class EnsembleDynamics(DynamicsModel):
@@ -151,7 +151,9 @@ class EnsembleDynamics(DynamicsModel):
         for layer in self.net:
             if isinstance(layer, EnsembleLinear):
                 weight, bias = next(weights)
-                h = torch.baddbmm(bias, h, weight)
+                # bmm, then the bias: compiled, the addition fuses into the activation's
+                # kernel (baddbmm would first copy the bias into its output)
+                h = torch.bmm(h, weight) + bias
             else:
                 h = layer(h)
         return h
