@@ -11,6 +11,7 @@ step (with one thread, the time it would take on an idle core of a busy machine)
     python examples/pets_planning_time.py --threads 2 --compile  # + torch.compile
     python examples/pets_planning_time.py --samples 400 --elites 40 --particles 1  # one particle
     python examples/pets_planning_time.py --members 7 --model-elites 5  # PETS's 5 elites of 7
+    python examples/pets_planning_time.py --propagation sample  # particles sample their Gaussian
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def main() -> None:
     )
     p.add_argument("--particles", type=int, default=5, help="rollouts per sequence")
     p.add_argument("--ts-mode", default="tsinf", choices=["tsinf", "ts1"])
+    p.add_argument(
+        "--propagation",
+        default="mean",
+        choices=["mean", "sample"],
+        help="particles move to their member's mean or to a sample of its Gaussian",
+    )
     p.add_argument("--steps", type=int, default=8, help="timed control steps per planner")
     p.add_argument("--planners", default="cem,icem,mppi")
     p.add_argument("--compile", action="store_true", help="compile the rollout (torch.compile)")
@@ -62,6 +69,7 @@ def main() -> None:
         particles=a.particles,
         ensemble_size=elites,
         ts_mode=a.ts_mode,
+        propagation=a.propagation,
         compile=a.compile,
     )
     builders = {
@@ -73,7 +81,7 @@ def main() -> None:
     print(
         f"obs {nx}, act {nu}, {a.members} members ({elites} elites) of 4x200, horizon {a.horizon}, "
         f"{a.samples} samples x {a.iterations} iterations, {a.particles} particle(s), "
-        f"{a.ts_mode}, {a.threads} thread(s), compile={a.compile}"
+        f"{a.ts_mode}, {a.propagation}, {a.threads} thread(s), compile={a.compile}"
     )
     for name in a.planners.split(","):
         policy = MPCPolicy(builders[name]())

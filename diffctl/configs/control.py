@@ -22,6 +22,7 @@ __all__ = [
     "SOLVERS",
     "HESSIAN_MODES",
     "TS_MODES",
+    "PROPAGATIONS",
 ]
 
 Bound = float | tuple[float, ...] | None
@@ -30,6 +31,7 @@ SOLVERS = ("auto", "ddp", "condensed")
 HESSIAN_MODES = ("exact", "gauss-newton")
 #: trajectory-sampling modes of ensembles (PETS Sec. 4.2)
 TS_MODES = ("tsinf", "ts1")
+PROPAGATIONS = ("mean", "sample")
 _OPTIMIZERS = ("adam", "gd", "lbfgs")
 _EXECUTE = ("best", "mean")
 _BOUNDS = ("clamp", "tanh")
@@ -49,6 +51,8 @@ def _check_common(cfg: Any) -> None:
     _check_int(cfg, "seed", 0)
     if cfg.ts_mode not in TS_MODES:
         raise ValueError(f"ts_mode: expected one of {TS_MODES}, got {cfg.ts_mode!r}")
+    if cfg.propagation not in PROPAGATIONS:
+        raise ValueError(f"propagation: expected one of {PROPAGATIONS}, got {cfg.propagation!r}")
     if not isinstance(cfg.compile, bool):
         raise ValueError(f"compile: expected a bool, got {cfg.compile!r}")
 
@@ -182,6 +186,9 @@ class CEMConfig:
         ensemble_size: 0, or ``E``: trajectory sampling over ``E`` members (module docstring).
         ts_mode: ``"tsinf"`` (a particle keeps its member over the horizon) or ``"ts1"`` (a
             member re-drawn every step); only with ``ensemble_size > 0``.
+        propagation: ``"mean"`` (a particle moves to its member's mean prediction) or
+            ``"sample"`` (to a sample of its member's Gaussian, as PETS's probabilistic
+            ensembles propagate; needs a dynamics with ``step_members``, module docstring).
         compile: run the rollout-and-score function through ``torch.compile`` (the first solve
             compiles; module docstring).
         seed: seed of the planner's generator when none is given.
@@ -198,6 +205,7 @@ class CEMConfig:
     particles: int = 1
     ensemble_size: int = 0
     ts_mode: str = "tsinf"
+    propagation: str = "mean"
     compile: bool = False
     seed: int = 0
 
@@ -234,7 +242,7 @@ class MPPIConfig:
             (absolute when there are no bounds).
         iterations: updates of the nominal sequence per plan (the paper: 1 per control step).
         control_cost: add the paper's ``lambda * u' Sigma^-1 eps`` term to each sample's cost.
-        particles, ensemble_size, ts_mode, compile, seed: as in ``CEMConfig``.
+        particles, ensemble_size, ts_mode, propagation, compile, seed: as in ``CEMConfig``.
     """
 
     horizon: int = 30
@@ -246,6 +254,7 @@ class MPPIConfig:
     particles: int = 1
     ensemble_size: int = 0
     ts_mode: str = "tsinf"
+    propagation: str = "mean"
     compile: bool = False
     seed: int = 0
 
@@ -280,7 +289,7 @@ class ICEMConfig:
             (paper: 0.1).
         init_std: initial standard deviation as a fraction of ``high - low`` (paper: 0.5 on
             ``[-1, 1]``, i.e. 0.25); absolute when there are no bounds.
-        particles, ensemble_size, ts_mode, compile, seed: as in ``CEMConfig``.
+        particles, ensemble_size, ts_mode, propagation, compile, seed: as in ``CEMConfig``.
     """
 
     horizon: int = 30
@@ -298,6 +307,7 @@ class ICEMConfig:
     particles: int = 1
     ensemble_size: int = 0
     ts_mode: str = "tsinf"
+    propagation: str = "mean"
     compile: bool = False
     seed: int = 0
 

@@ -31,6 +31,11 @@ TS-1 one per step. The dynamics is called either
   A dynamics that also has ``elite_weights()`` is called as ``f.step_members(x, u, weights=w)``
   with ``w = f.elite_weights()`` taken once per rollout (an ensemble with fewer elites than
   members gathers the elites' weights once, not at every step).
+A particle moves to its member's mean prediction (``propagation = "mean"``) or, with
+``propagation = "sample"`` (PETS's probabilistic propagation, as in its code and mbrl-lib's), to
+a sample ``mu + sigma * eps`` of its member's Gaussian, through
+``f.step_members(x, u, noise=eps)`` with ``eps [E, M, nx]`` standard normal noise drawn per step
+and slot from the planner's generator (so it needs ``step_members``).
 With ``ensemble_size = 0`` the dynamics is called as ``f(x, u)`` (particles > 1 then only helps
 a dynamics that samples internally).
 
@@ -42,7 +47,7 @@ ensemble's gathers and scatters, and the cost: the inner loop of every iteration
 first solve pays the compilation (the unrolled horizon: about a minute for the half-cheetah
 preset on a 2-core CPU, less from the inductor's disk cache); compiling one step instead
 compiled in seconds but ran no faster than eager there. The eager path is the reference it is
-tested against. The random numbers (samples, member assignments) are drawn eagerly from the
+tested against. The random numbers (samples, member assignments, noise) are drawn eagerly from the
 planner's generator, so a seed fixes the plan; a solve has no host synchronisation before its
 end.
 """
@@ -93,20 +98,32 @@ class _SamplingPlanner:
             raise TypeError(f"generator: expected a torch.Generator, got {type(generator)}")
         self.generator = generator
         self._compiled: tuple[Any, Any] | None = None
+        if self.config.propagation == "sample" and self._block_step() is None:
+            raise ValueError(
+                "propagation: 'sample' needs ensemble_size > 0 and a dynamics with "
+                "step_members and num_elites == ensemble_size (an EnsembleDynamics)"
+            )
 
     @property
     def horizon(self) -> int:
         return self.config.horizon
 
-    def _members_step(self) -> Callable[[Tensor, Tensor], Tensor] | None:
-        """The dynamics' ``step_members`` when it fits ``ensemble_size`` (module docstring),
-        given its ``elite_weights()`` when it has them (gathered here: call once per rollout)."""
+    def _block_step(self) -> Callable[..., Tensor] | None:
+        """The dynamics' ``step_members`` when it fits ``ensemble_size`` (module docstring)."""
         E, dynamics = self.config.ensemble_size, self.objective.dynamics
         step = getattr(dynamics, "step_members", None)
         if not (E > 0 and callable(step) and getattr(dynamics, "num_elites", 0) == E):
             return None
-        elite_weights = getattr(dynamics, "elite_weights", None)
-        return partial(step, weights=elite_weights()) if callable(elite_weights) else step
+        return step
+
+    def _members_step(self) -> Callable[..., Tensor] | None:
+        """``_block_step()`` given the dynamics' ``elite_weights()`` when it has them (gathered
+        here: call once per rollout)."""
+        step = self._block_step()
+        elite_weights = getattr(self.objective.dynamics, "elite_weights", None)
+        if step is None or not callable(elite_weights):
+            return step
+        return partial(step, weights=elite_weights())
 
     def _setup(
         self, x0: Tensor, warm_start: Tensor | None
@@ -156,42 +173,57 @@ class _SamplingPlanner:
         u: Tensor,
         src: Tensor,
         dst: Tensor,
-        step: Callable[[Tensor, Tensor], Tensor] | None,
+        step: Callable[..., Tensor] | None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """One step ``[N, nx]`` of the particles ``x [N, nx]`` under ``u [N, nu]``, each through
-        its member (``src``/``dst``: one row of ``_assign``; ``step``: ``_members_step()``)."""
+        its member (``src``/``dst``: one row of ``_assign``; ``step``: ``_members_step()``;
+        ``noise [E * M, nx]``: the slots' standard normal noise, with ``propagation="sample"``)."""
         E = self.config.ensemble_size
         M = src.shape[-1] // E
         if step is None:
             return self.objective._f(x, u, torch.div(dst, M, rounding_mode="floor"))
         # gather the particles into member blocks, one member per block, and scatter back
-        y = step(x[src].reshape(E, M, x.shape[-1]), u[src].reshape(E, M, u.shape[-1]))
+        blocks = (x[src].reshape(E, M, x.shape[-1]), u[src].reshape(E, M, u.shape[-1]))
+        y = step(*blocks) if noise is None else step(*blocks, noise=noise.reshape(E, M, -1))
         return y.reshape(E * M, x.shape[-1])[dst]
 
     def _rollout_cost(
-        self, x0: Tensor, us: Tensor, src: Tensor | None = None, dst: Tensor | None = None
+        self,
+        x0: Tensor,
+        us: Tensor,
+        src: Tensor | None = None,
+        dst: Tensor | None = None,
+        noise: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """``(cost [N], states [T + 1, N, nx])`` of particles ``x0 [N, nx]`` under ``us [T, N,
-        nu]``; with ``src``/``dst`` (``_assign``) through their ensemble members. Pure (no
-        random numbers, no host synchronisation): what ``compile=True`` compiles."""
+        nu]``; with ``src``/``dst`` (``_assign``) through their ensemble members, and with
+        ``noise [T, E * M, nx]`` (standard normal, per step and member slot) through samples of
+        their Gaussians. Pure (no random numbers, no host synchronisation): what
+        ``compile=True`` compiles."""
         if src is None or dst is None:
             return self.objective(x0, us)
         step = self._members_step()
+        T = us.shape[0]
         if src.shape[0] == 1 and step is not None:
             # TS-inf through step_members: the particles keep their member blocks for the whole
             # horizon, so gather them into the blocks once and scatter the states back once
-            E, T = self.config.ensemble_size, us.shape[0]
+            E = self.config.ensemble_size
             xb = x0[src[0]].reshape(E, -1, x0.shape[-1])
             ub = us[:, src[0]].reshape(T, E, -1, us.shape[-1])
             xs = [xb]
             for t in range(T):
-                xs.append(step(xs[-1], ub[t]))
+                if noise is None:
+                    xs.append(step(xs[-1], ub[t]))
+                else:
+                    xs.append(step(xs[-1], ub[t], noise=noise[t].reshape(xb.shape)))
             states = torch.stack(xs).flatten(1, 2)[:, dst[0]]
         else:
             xs = [x0]
-            for t in range(us.shape[0]):
+            for t in range(T):
                 j = t if src.shape[0] > 1 else 0
-                xs.append(self._step(xs[-1], us[t], src[j], dst[j], step))
+                eps = None if noise is None else noise[t]
+                xs.append(self._step(xs[-1], us[t], src[j], dst[j], step, eps))
             states = torch.stack(xs)
         return self.objective.total_cost(states, us), states
 
@@ -214,10 +246,14 @@ class _SamplingPlanner:
         N = B * K * P
         xs0 = x0[:, None, None, :].expand(B, K, P, x0.shape[-1]).reshape(N, -1)
         us = seqs[:, :, None].expand(B, K, P, T, nu).reshape(N, T, nu).transpose(0, 1)
-        assignment = ()
+        ts: tuple[Tensor, ...] = ()  # trajectory sampling: src, dst (and noise)
         if self.config.ensemble_size > 0:
-            assignment = self._assign(N, T, gen, x0.device)
-        cost, states = self._rollout_fn(compiled)(xs0, us, *assignment)
+            ts = self._assign(N, T, gen, x0.device)
+            if self.config.propagation == "sample":
+                slots = (T, ts[0].shape[-1], x0.shape[-1])
+                noise = torch.randn(slots, generator=gen, device=x0.device, dtype=x0.dtype)
+                ts = (*ts, noise)
+        cost, states = self._rollout_fn(compiled)(xs0, us, *ts)
         return torch.nan_to_num(cost, nan=math.inf), states  # a diverging model never wins
 
     def _score(

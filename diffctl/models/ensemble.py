@@ -162,11 +162,12 @@ class EnsembleDynamics(DynamicsModel):
         """Standardised member means and log-variances ``[E, N, nx]`` of ``feats [E, N, F]``
         (with ``members [E']``: ``feats [E', N, F]`` through those members)."""
         out = self._net(feats, self._layer_weights(members))
-        mean, raw = out[..., : self.state_dim], out[..., self.state_dim :]
-        # soft bounds (PETS, Appendix A.1)
+        return out[..., : self.state_dim], self._logvar(out[..., self.state_dim :])
+
+    def _logvar(self, raw: Tensor) -> Tensor:
+        """The log-variance head's raw output soft-bounded (PETS, Appendix A.1)."""
         logvar = self.max_logvar - F.softplus(self.max_logvar - raw)
-        logvar = self.min_logvar + F.softplus(logvar - self.min_logvar)
-        return mean, logvar
+        return self.min_logvar + F.softplus(logvar - self.min_logvar)
 
     def _elites(self) -> Tensor | None:
         """``elite_idx``, or None when every member is an elite in order (no gather needed)."""
@@ -178,16 +179,25 @@ class EnsembleDynamics(DynamicsModel):
         return self._gaussian(feats.expand(self.num_elites, -1, -1), self._elites())
 
     def step_members(
-        self, x: Tensor, u: Tensor, weights: list[tuple[Tensor, Tensor]] | None = None
+        self,
+        x: Tensor,
+        u: Tensor,
+        weights: list[tuple[Tensor, Tensor]] | None = None,
+        noise: Tensor | None = None,
     ) -> Tensor:
         """Next states ``[E', M, nx]`` of ``x [E', M, nx]``, ``u [E', M, nu]`` with slice ``k``
-        through elite ``k`` only (its mean prediction): the planners' fast ensemble call, ``1/E'``
-        of the work of ``forward(x, u, member)`` (which evaluates every elite on every row).
+        through elite ``k`` only: the planners' fast ensemble call, ``1/E'`` of the work of
+        ``forward(x, u, member)`` (which evaluates every elite on every row).
 
         ``weights``: ``elite_weights()``, gathered once for the many calls of a rollout (with
-        fewer elites than members, a call without it gathers the elites' weights itself)."""
+        fewer elites than members, a call without it gathers the elites' weights itself).
+        ``noise``: None for each elite's mean prediction, or standard normal ``[E', M, nx]`` for
+        a sample of its Gaussian, ``mean + std * noise`` (PETS's probabilistic propagation)."""
         weights = self.elite_weights() if weights is None else weights
-        mean = self._net(self._features(x, u), weights)[..., : self.state_dim]
+        out = self._net(self._features(x, u), weights)
+        mean = out[..., : self.state_dim]
+        if noise is not None:
+            mean = mean + torch.exp(0.5 * self._logvar(out[..., self.state_dim :])) * noise
         return x + self.out_norm.denormalize(mean)
 
     def elite_weights(self) -> list[tuple[Tensor, Tensor]]:

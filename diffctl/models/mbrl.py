@@ -10,7 +10,7 @@ The lecture notes' "planning actions" loop (collect trajectories, estimate the m
    episode with an ``MPCPolicy`` whose planner (CEM, iCEM, MPPI or iLQR ``MPC``) plans on the
    model, and add it to the data. Ensembles plan with trajectory sampling over their elites
    (``ts_mode``; ``particles`` rollouts per sampled sequence, each through one member's mean
-   prediction).
+   prediction, or a sample of its Gaussian with the planner option ``propagation="sample"``).
 
 The planner maximises the env's own ``reward`` (unless a learned ``reward_fn(x, u, x_next) ->
 [N]`` is given) on predicted states, and rewards stop after a predicted state the env's

@@ -205,10 +205,12 @@ def test_same_seed_same_closed_loop_returns():
 
 
 # ---------------------------------------------------------------- compiled vs eager
-def test_compiled_inner_loop_gives_the_eager_plan():
+@pytest.mark.parametrize(("ts_mode", "propagation"), [("ts1", "mean"), ("tsinf", "sample")])
+def test_compiled_inner_loop_gives_the_eager_plan(ts_mode, propagation):
     model = _small_ensemble()
     x0 = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=D)
-    kw = dict(ts_mode="ts1", horizon=3)  # a short horizon: the compiled graph is unrolled
+    # a short horizon: the compiled graph is unrolled
+    kw = dict(ts_mode=ts_mode, propagation=propagation, horizon=3)
     eager = _ensemble_planners(model, **kw)["icem"]
     compiled = _ensemble_planners(model, compile=True, **kw)["icem"]
     a, b = eager.plan(x0), compiled.plan(x0)
@@ -237,6 +239,7 @@ def test_compiled_inner_loop_gives_the_eager_plan():
         ("particles", 0),
         ("ensemble_size", -1),
         ("ts_mode", "ts2"),
+        ("propagation", "mode"),
         ("compile", "yes"),
         ("seed", -1),
     ],
@@ -252,6 +255,8 @@ def test_shared_fields_are_validated(cls):
         cls(ts_mode="ts-inf")
     with pytest.raises(ValueError, match="^compile: "):
         cls(compile=1)
+    with pytest.raises(ValueError, match="^propagation: "):
+        cls(propagation="sampled")
     with pytest.raises(TypeError, match="config"):
         ICEM(lambda x, u: x, lambda x, u: x.sum(-1), nu=1, config=cls())
 

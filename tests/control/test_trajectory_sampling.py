@@ -1,6 +1,7 @@
 """Trajectory sampling over ensembles (PETS TS-1 / TS-inf) in CEM, MPPI and iCEM: every particle
 is propagated by the member it was assigned, in balanced member blocks, through either calling
-convention (``f(x, u, member)`` or ``step_members``) with the same numbers."""
+convention (``f(x, u, member)`` or ``step_members``) with the same numbers, to the member's mean
+or (``propagation="sample"``) to a sample of its Gaussian."""
 
 from __future__ import annotations
 
@@ -176,3 +177,58 @@ def test_elite_weights_are_gathered_once_per_rollout(ts_mode, monkeypatch):
     # the gathered weights give the numbers of a call that gathers them itself
     x, u = torch.randn(3, 5, 4, dtype=D), torch.randn(3, 5, 2, dtype=D)
     torch.testing.assert_close(step_members(x, u, elite_weights()), step_members(x, u))
+
+
+@pytest.mark.parametrize("ts_mode", ["tsinf", "ts1"])
+@pytest.mark.parametrize("kind", ["cem", "mppi", "icem"])
+def test_sampled_propagation_draws_each_particles_member_gaussian(ts_mode, kind):
+    """``propagation="sample"``: every step of every particle is ``mu_k + sqrt(var_k) eps`` of
+    its own member ``k`` (PETS's probabilistic propagation), with the slot's noise ``eps`` drawn
+    from the planner's generator right after the member assignment."""
+    torch.manual_seed(0)
+    model = EnsembleDynamics(4, 2, num_members=4, num_elites=3, hidden=(16, 16)).double().eval()
+    model.elite_idx.copy_(torch.tensor([3, 0, 1]))
+    with torch.no_grad():  # log-variances well inside their soft bounds: visible noise
+        model.max_logvar.fill_(1.0)
+    kw = dict(reward=lambda x, u, x1: x1.sum(-1), nu=2)
+    common = dict(horizon=T, num_samples=7, particles=2, ensemble_size=3, ts_mode=ts_mode)
+    cfg = {"cem": CEMConfig, "mppi": MPPIConfig, "icem": ICEMConfig}[kind]
+    extra = {} if kind == "mppi" else {"num_elites": 2}
+    planner = {"cem": CEM, "mppi": MPPI, "icem": ICEM}[kind](
+        model, config=cfg(propagation="sample", **common, **extra), **kw
+    )
+    x0 = torch.randn(2, 4, dtype=D)
+    seqs = torch.rand(2, 7, T, 2, dtype=D) * 2 - 1  # 28 particles in blocks of M = 10
+    cost, xs = planner._particles(x0, seqs, torch.Generator().manual_seed(5))
+    # the same draws, replayed: the assignment, then the noise of every step and slot
+    gen = torch.Generator().manual_seed(5)
+    src, dst = planner._assign(28, T, gen, x0.device)
+    noise = torch.randn(T, src.shape[-1], 4, generator=gen, dtype=D)
+    us = seqs[:, :, None].expand(2, 7, 2, T, 2).reshape(28, T, 2).transpose(0, 1)
+    M = src.shape[-1] // 3
+    for t in range(T):
+        slot = dst[t if ts_mode == "ts1" else 0]
+        mu, var = model.member_predictions(xs[t], us[t])  # [3, 28, 4]
+        rows = torch.arange(28)
+        own_mean = mu[slot // M, rows]
+        expected = own_mean + var[slot // M, rows].sqrt() * noise[t, slot]
+        torch.testing.assert_close(xs[t + 1], expected, rtol=1e-10, atol=1e-10)
+        assert (xs[t + 1] - own_mean).abs().amax() > 0.1  # the noise is not negligible
+    # the mean propagation of the same draws is the noise-free rollout
+    mean_planner = CEM(model, config=CEMConfig(num_elites=2, **common), **kw)
+    _, xm = mean_planner._particles(x0, seqs, torch.Generator().manual_seed(5))
+    assert not torch.allclose(xm, xs)
+
+
+def test_sampled_propagation_needs_an_ensemble_block_step():
+    cfg = CEMConfig(horizon=T, ensemble_size=E, propagation="sample")
+    with pytest.raises(ValueError, match="^propagation: "):
+        CEM(DigitEnsemble(fast=False), cost=lambda x, u: x.sum(-1), nu=1, config=cfg)
+    with pytest.raises(ValueError, match="^propagation: "):  # no trajectory sampling
+        CEM(
+            DigitEnsemble(fast=True),
+            cost=lambda x, u: x.sum(-1),
+            nu=1,
+            config=CEMConfig(horizon=T, propagation="sample"),
+        )
+    CEM(DigitEnsemble(fast=True), cost=lambda x, u: x.sum(-1), nu=1, config=cfg)
