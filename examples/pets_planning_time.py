@@ -12,6 +12,7 @@ step (with one thread, the time it would take on an idle core of a busy machine)
     python examples/pets_planning_time.py --samples 400 --elites 40 --particles 1  # one particle
     python examples/pets_planning_time.py --members 7 --model-elites 5  # PETS's 5 elites of 7
     python examples/pets_planning_time.py --propagation sample  # particles sample their Gaussian
+    python examples/pets_planning_time.py --matmul-dtype bfloat16  # the products in bfloat16
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def main() -> None:
         choices=["mean", "sample"],
         help="particles move to their member's mean or to a sample of its Gaussian",
     )
+    p.add_argument(
+        "--matmul-dtype",
+        default=None,
+        choices=["bfloat16", "float16"],
+        help="the ensemble's matrix products in this dtype (default: float32)",
+    )
     p.add_argument("--steps", type=int, default=8, help="timed control steps per planner")
     p.add_argument("--planners", default="cem,icem,mppi")
     p.add_argument("--compile", action="store_true", help="compile the rollout (torch.compile)")
@@ -70,6 +77,7 @@ def main() -> None:
         ensemble_size=elites,
         ts_mode=a.ts_mode,
         propagation=a.propagation,
+        matmul_dtype=a.matmul_dtype,
         compile=a.compile,
     )
     builders = {
@@ -81,7 +89,8 @@ def main() -> None:
     print(
         f"obs {nx}, act {nu}, {a.members} members ({elites} elites) of 4x200, horizon {a.horizon}, "
         f"{a.samples} samples x {a.iterations} iterations, {a.particles} particle(s), "
-        f"{a.ts_mode}, {a.propagation}, {a.threads} thread(s), compile={a.compile}"
+        f"{a.ts_mode}, {a.propagation}, matmul {a.matmul_dtype or 'float32'}, "
+        f"{a.threads} thread(s), compile={a.compile}"
     )
     for name in a.planners.split(","):
         policy = MPCPolicy(builders[name]())

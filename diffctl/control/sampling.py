@@ -30,7 +30,9 @@ TS-1 one per step. The dynamics is called either
   same numbers; the second does ``1/E`` of the work of evaluating every member on every row.
   A dynamics that also has ``elite_weights()`` is called as ``f.step_members(x, u, weights=w)``
   with ``w = f.elite_weights()`` taken once per rollout (an ensemble with fewer elites than
-  members gathers the elites' weights once, not at every step).
+  members gathers the elites' weights once, not at every step). With ``matmul_dtype`` (e.g.
+  ``"bfloat16"``) it is ``f.elite_weights(dtype)``: the weights cast once per rollout, and the
+  members' matrix products run in that dtype (so it needs ``elite_weights``).
 A particle moves to its member's mean prediction (``propagation = "mean"``) or, with
 ``propagation = "sample"`` (PETS's probabilistic propagation, as in its code and mbrl-lib's), to
 a sample ``mu + sigma * eps`` of its member's Gaussian, through
@@ -103,6 +105,12 @@ class _SamplingPlanner:
                 "propagation: 'sample' needs ensemble_size > 0 and a dynamics with "
                 "step_members and num_elites == ensemble_size (an EnsembleDynamics)"
             )
+        has_weights = callable(getattr(dynamics, "elite_weights", None))
+        if self.config.matmul_dtype is not None and (self._block_step() is None or not has_weights):
+            raise ValueError(
+                "matmul_dtype: needs ensemble_size > 0 and a dynamics with step_members, "
+                "elite_weights and num_elites == ensemble_size (an EnsembleDynamics)"
+            )
 
     @property
     def horizon(self) -> int:
@@ -123,7 +131,10 @@ class _SamplingPlanner:
         elite_weights = getattr(self.objective.dynamics, "elite_weights", None)
         if step is None or not callable(elite_weights):
             return step
-        return partial(step, weights=elite_weights())
+        dtype = self.config.matmul_dtype
+        if dtype is None:
+            return partial(step, weights=elite_weights())
+        return partial(step, weights=elite_weights(getattr(torch, dtype)))
 
     def _setup(
         self, x0: Tensor, warm_start: Tensor | None

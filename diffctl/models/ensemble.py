@@ -152,8 +152,9 @@ class EnsembleDynamics(DynamicsModel):
             if isinstance(layer, EnsembleLinear):
                 weight, bias = next(weights)
                 # bmm, then the bias: compiled, the addition fuses into the activation's
-                # kernel (baddbmm would first copy the bias into its output)
-                h = torch.bmm(h, weight) + bias
+                # kernel (baddbmm would first copy the bias into its output); the product in
+                # the weights' dtype (``elite_weights(dtype)``), the rest in the biases'
+                h = torch.bmm(h.to(weight.dtype), weight).to(bias.dtype) + bias
             else:
                 h = layer(h)
         return h
@@ -200,10 +201,15 @@ class EnsembleDynamics(DynamicsModel):
             mean = mean + torch.exp(0.5 * self._logvar(out[..., self.state_dim :])) * noise
         return x + self.out_norm.denormalize(mean)
 
-    def elite_weights(self) -> list[tuple[Tensor, Tensor]]:
+    def elite_weights(self, dtype: torch.dtype | None = None) -> list[tuple[Tensor, Tensor]]:
         """The elites' layer weights ``(weight [E', in, out], bias [E', 1, out])`` for
-        ``step_members``: views when every member is an elite, else one gathered copy."""
-        return self._layer_weights(self._elites())
+        ``step_members``: views when every member is an elite, else one gathered copy. With
+        ``dtype`` (e.g. ``torch.bfloat16``) the weights, not the biases, are cast to it, and
+        ``step_members`` then multiplies in that dtype (its inputs cast to it at each layer)."""
+        weights = self._layer_weights(self._elites())
+        if dtype is None:
+            return weights
+        return [(weight.to(dtype), bias) for weight, bias in weights]
 
     def forward(self, x: Tensor, u: Tensor, member: Tensor | None = None) -> Tensor:
         """Mean of the elites' next states ``[..., nx]``; with ``member`` (int64 ``[...]`` in

@@ -205,12 +205,15 @@ def test_same_seed_same_closed_loop_returns():
 
 
 # ---------------------------------------------------------------- compiled vs eager
-@pytest.mark.parametrize(("ts_mode", "propagation"), [("ts1", "mean"), ("tsinf", "sample")])
-def test_compiled_inner_loop_gives_the_eager_plan(ts_mode, propagation):
+@pytest.mark.parametrize(
+    ("ts_mode", "propagation", "matmul_dtype"),
+    [("ts1", "mean", None), ("tsinf", "sample", None), ("tsinf", "mean", "bfloat16")],
+)
+def test_compiled_inner_loop_gives_the_eager_plan(ts_mode, propagation, matmul_dtype):
     model = _small_ensemble()
     x0 = torch.randn(2, 3, generator=torch.Generator().manual_seed(0), dtype=D)
     # a short horizon: the compiled graph is unrolled
-    kw = dict(ts_mode=ts_mode, propagation=propagation, horizon=3)
+    kw = dict(ts_mode=ts_mode, propagation=propagation, matmul_dtype=matmul_dtype, horizon=3)
     eager = _ensemble_planners(model, **kw)["icem"]
     compiled = _ensemble_planners(model, compile=True, **kw)["icem"]
     a, b = eager.plan(x0), compiled.plan(x0)
@@ -240,6 +243,8 @@ def test_compiled_inner_loop_gives_the_eager_plan(ts_mode, propagation):
         ("ensemble_size", -1),
         ("ts_mode", "ts2"),
         ("propagation", "mode"),
+        ("matmul_dtype", "float8"),
+        ("matmul_dtype", "float32"),
         ("compile", "yes"),
         ("seed", -1),
     ],
@@ -257,6 +262,8 @@ def test_shared_fields_are_validated(cls):
         cls(compile=1)
     with pytest.raises(ValueError, match="^propagation: "):
         cls(propagation="sampled")
+    with pytest.raises(ValueError, match="^matmul_dtype: "):
+        cls(matmul_dtype=torch.bfloat16)
     with pytest.raises(TypeError, match="config"):
         ICEM(lambda x, u: x, lambda x, u: x.sum(-1), nu=1, config=cls())
 

@@ -232,3 +232,56 @@ def test_sampled_propagation_needs_an_ensemble_block_step():
             config=CEMConfig(horizon=T, propagation="sample"),
         )
     CEM(DigitEnsemble(fast=True), cost=lambda x, u: x.sum(-1), nu=1, config=cfg)
+
+
+@pytest.mark.parametrize(("ts_mode", "name"), [("tsinf", "bfloat16"), ("ts1", "float16")])
+def test_matmul_dtype_runs_the_members_products_in_it(ts_mode, name, monkeypatch):
+    """``matmul_dtype="bfloat16"`` (or ``"float16"``): every matrix product of the rollout takes
+    inputs of that dtype (the elites' weights cast once per rollout), the states stay in their
+    dtype, and the particles' states agree with the full-precision rollout to its precision."""
+    low = getattr(torch, name)
+    torch.manual_seed(0)
+    model = EnsembleDynamics(4, 2, num_members=4, num_elites=3, hidden=(16, 16)).double().eval()
+    model.elite_idx.copy_(torch.tensor([3, 0, 1]))
+    weights = model.elite_weights(low)
+    assert all(w.dtype == low and b.dtype == D for w, b in weights)
+    kw = dict(reward=lambda x, u, x1: x1.sum(-1), nu=2)
+    common = dict(horizon=T, num_samples=7, num_elites=2, particles=2, ensemble_size=3)
+    x0 = torch.randn(2, 4, dtype=D)
+    seqs = torch.rand(2, 7, T, 2, dtype=D) * 2 - 1
+
+    def rollout(matmul_dtype):
+        cfg = ICEMConfig(ts_mode=ts_mode, matmul_dtype=matmul_dtype, **common)
+        planner = ICEM(model, config=cfg, **kw)
+        return planner._particles(x0, seqs, torch.Generator().manual_seed(5))
+
+    full_cost, full = rollout(None)
+    bmm, dtypes = torch.bmm, []
+
+    def spy(a, b):
+        dtypes.append((a.dtype, b.dtype))
+        return bmm(a, b)
+
+    monkeypatch.setattr(torch, "bmm", spy)
+    cost, xs = rollout(name)
+    assert len(dtypes) == 3 * T and set(dtypes) == {(low, low)}
+    assert xs.dtype == D and cost.dtype == D
+    assert not torch.equal(xs, full)  # the products did run in the lower precision
+    scale = (full[1:] - full[:-1]).abs().amax()  # the size of a step
+    assert (xs - full).abs().amax() < 0.05 * scale
+    assert (cost - full_cost).abs().amax() < 0.05 * full_cost.abs().amax()
+
+
+def test_matmul_dtype_needs_an_ensemble_with_elite_weights():
+    cfg = CEMConfig(horizon=T, ensemble_size=E, matmul_dtype="bfloat16")
+    with pytest.raises(ValueError, match="^matmul_dtype: "):  # step_members, no elite_weights
+        CEM(DigitEnsemble(fast=True), cost=lambda x, u: x.sum(-1), nu=1, config=cfg)
+    with pytest.raises(ValueError, match="^matmul_dtype: "):  # no trajectory sampling
+        CEM(
+            EnsembleDynamics(2, 1, num_members=3, hidden=(8,)),
+            cost=lambda x, u: x.sum(-1),
+            nu=1,
+            config=CEMConfig(horizon=T, matmul_dtype="bfloat16"),
+        )
+    model = EnsembleDynamics(2, 1, num_members=3, hidden=(8,))
+    CEM(model, cost=lambda x, u: x.sum(-1), nu=1, config=cfg)
