@@ -13,6 +13,7 @@ step (with one thread, the time it would take on an idle core of a busy machine)
     python examples/pets_planning_time.py --members 7 --model-elites 5  # PETS's 5 elites of 7
     python examples/pets_planning_time.py --propagation sample  # particles sample their Gaussian
     python examples/pets_planning_time.py --matmul-dtype bfloat16  # the products in bfloat16
+    python examples/pets_planning_time.py --hidden 200 200 200  # 3 hidden layers of 200
 """
 
 from __future__ import annotations
@@ -35,6 +36,13 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=5)
     p.add_argument("--horizon", type=int, default=30)
     p.add_argument("--members", type=int, default=5)
+    p.add_argument(
+        "--hidden",
+        type=int,
+        nargs="+",
+        default=[200] * 4,
+        help="hidden widths (the preset: 200 x 4)",
+    )
     p.add_argument(
         "--model-elites", type=int, default=None, help="elite members (default: all; PETS: 5 of 7)"
     )
@@ -63,7 +71,9 @@ def main() -> None:
     torch.manual_seed(0)
     nx, nu = 17, 6
     elites = a.model_elites or a.members
-    model = EnsembleDynamics(nx, nu, num_members=a.members, num_elites=elites, hidden=(200,) * 4)
+    model = EnsembleDynamics(
+        nx, nu, num_members=a.members, num_elites=elites, hidden=tuple(a.hidden)
+    )
     model.eval().requires_grad_(False)
 
     def reward(x, u, x_next):  # half-cheetah's: forward velocity minus a control cost
@@ -87,7 +97,8 @@ def main() -> None:
     }
     kw = dict(reward=reward, action_low=-1.0, action_high=1.0, nu=nu)
     print(
-        f"obs {nx}, act {nu}, {a.members} members ({elites} elites) of 4x200, horizon {a.horizon}, "
+        f"obs {nx}, act {nu}, {a.members} members ({elites} elites) of {a.hidden}, "
+        f"horizon {a.horizon}, "
         f"{a.samples} samples x {a.iterations} iterations, {a.particles} particle(s), "
         f"{a.ts_mode}, {a.propagation}, matmul {a.matmul_dtype or 'float32'}, "
         f"{a.threads} thread(s), compile={a.compile}"
