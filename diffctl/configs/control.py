@@ -201,8 +201,9 @@ class CEMConfig:
             rollout and every layer's product takes its inputs in it, while the biases,
             activations, states and costs stay in the states' dtype (the idea of TF32 on
             GPUs: bfloat16 keeps 8 of float32's 24 bits of mantissa, and on CPUs with
-            AVX512-BF16 its ``bmm`` runs about twice as fast; needs a dynamics with
-            ``elite_weights``, module docstring).
+            AVX512-BF16 or AMX its ``bmm`` runs about twice as fast; on CPUs without
+            bfloat16 instructions it is emulated and slower than float32, by far on
+            AVX2-only ones; needs a dynamics with ``elite_weights``, module docstring).
         compile: run the rollout-and-score function through ``torch.compile`` (the first solve
             compiles; module docstring).
         seed: seed of the planner's generator when none is given.
