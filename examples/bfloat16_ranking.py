@@ -20,6 +20,7 @@ import torch
 from diffctl.envs import make
 from torch import Tensor
 
+from diffctl.configs.models import PETS_PRESET
 from diffctl.models import EnsembleDynamics
 from diffctl.models.mbrl_checkpoint import load_loop_state
 
@@ -50,7 +51,7 @@ def main() -> None:
     p.add_argument("--checkpoint", help="a diffctl mbrl --checkpoint file (its env and model)")
     p.add_argument("--env", default="mujoco:HalfCheetah-v5", help="without --checkpoint")
     p.add_argument("--samples", type=int, default=400, help="action sequences per start state")
-    p.add_argument("--horizon", type=int, default=30)
+    p.add_argument("--horizon", type=int, default=PETS_PRESET["horizon"])
     p.add_argument("--every", type=int, default=50, help="start states: every n-th of the episode")
     p.add_argument("--quick", action="store_true", help="a tiny smoke-test budget")
     a = p.parse_args()
@@ -64,7 +65,9 @@ def main() -> None:
     else:
         env = make(a.env)
         nx, nu = env.spec.state_dim, env.spec.act_dim
-        model = EnsembleDynamics(nx, nu, num_members=5, hidden=(200,) * 4)
+        model = EnsembleDynamics(
+            nx, nu, num_members=PETS_PRESET["num_members"], hidden=PETS_PRESET["hidden"]
+        )
         starts = 0.1 * torch.randn(1000 // a.every, nx)
     model.eval().requires_grad_(False)
     lo, hi = env.spec.action_bounds(starts.device, starts.dtype)

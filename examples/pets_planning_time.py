@@ -1,8 +1,9 @@
 """Solve time per control step of PETS-sized planners (half-cheetah: obs 17, act 6).
 
-A PETS ensemble (5 members, 4 hidden layers of 200, predicting standardised state deltas; random
-weights: only the time matters here) plans with CEM, iCEM and MPPI over a 30-step horizon with
-trajectory sampling (TS-inf, the preset's 5 particles per sequence). Each solve reports its own time
+A PETS ensemble of the half-cheetah preset's size (``PETS_PRESET``: 5 members of 3 x 200,
+predicting standardised state deltas; random weights: only the time matters here) plans with
+CEM, iCEM and MPPI over the preset's 25-step horizon with trajectory sampling (TS-inf, the
+preset's 5 particles per sequence); the flags change each size. Each solve reports its own time
 (``PlanResult.solve_time``); the script prints the median and the best of a few warm-started
 control steps, per planner, eager and (``--compile``) compiled, and the process CPU time per
 step (with one thread, the time it would take on an idle core of a busy machine).
@@ -13,7 +14,7 @@ step (with one thread, the time it would take on an idle core of a busy machine)
     python examples/pets_planning_time.py --members 7 --model-elites 5  # PETS's 5 elites of 7
     python examples/pets_planning_time.py --propagation sample  # particles sample their Gaussian
     python examples/pets_planning_time.py --matmul-dtype bfloat16  # the products in bfloat16
-    python examples/pets_planning_time.py --hidden 200 200 200  # 3 hidden layers of 200
+    python examples/pets_planning_time.py --hidden 200 200 200 200 --horizon 30  # PETS's sizes
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 
 import torch
 
+from diffctl.configs.models import PETS_PRESET
 from diffctl.control import CEM, ICEM, MPPI, CEMConfig, ICEMConfig, MPCPolicy, MPPIConfig
 from diffctl.models import EnsembleDynamics
 
@@ -31,22 +33,21 @@ from diffctl.models import EnsembleDynamics
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--samples", type=int, default=100, help="population (iCEM: the first)")
-    p.add_argument("--elites", type=int, default=10, help="elites (CEM, iCEM)")
-    p.add_argument("--iterations", type=int, default=5)
-    p.add_argument("--horizon", type=int, default=30)
-    p.add_argument("--members", type=int, default=5)
+    preset = PETS_PRESET  # the defaults: the half-cheetah preset's model and planner
     p.add_argument(
-        "--hidden",
-        type=int,
-        nargs="+",
-        default=[200] * 4,
-        help="hidden widths (the preset: 200 x 4)",
+        "--samples", type=int, default=preset["num_samples"], help="population (iCEM: the first)"
     )
+    p.add_argument("--elites", type=int, default=preset["num_elites"], help="elites (CEM, iCEM)")
+    p.add_argument("--iterations", type=int, default=preset["plan_iterations"])
+    p.add_argument("--horizon", type=int, default=preset["horizon"])
+    p.add_argument("--members", type=int, default=preset["num_members"])
+    p.add_argument("--hidden", type=int, nargs="+", default=list(preset["hidden"]))
     p.add_argument(
         "--model-elites", type=int, default=None, help="elite members (default: all; PETS: 5 of 7)"
     )
-    p.add_argument("--particles", type=int, default=5, help="rollouts per sequence")
+    p.add_argument(
+        "--particles", type=int, default=preset["particles"], help="rollouts per sequence"
+    )
     p.add_argument("--ts-mode", default="tsinf", choices=["tsinf", "ts1"])
     p.add_argument(
         "--propagation",
