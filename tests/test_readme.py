@@ -126,3 +126,20 @@ def test_readme_python_block_runs(scratch, monkeypatch, index):
         pytest.importorskip("mujoco", reason="the MuJoCo block needs the [mujoco] extra")
     monkeypatch.chdir(scratch)
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+
+
+def test_readme_half_cheetah_command_is_the_preset():
+    """The skipped half-cheetah command (whose runs the README reports) is ``PETS_PRESET``: every
+    setting of the model, the planner and the loop, and the fit's epochs and early stopping."""
+    from diffctl.cli._common import parse
+    from diffctl.cli.mbrl import MBRLCommandConfig
+    from diffctl.configs.models import PETS_PRESET
+
+    (block,) = [b for b in blocks("bash") if "diffctl mbrl --env mujoco:HalfCheetah-v5" in b]
+    (argv,) = _commands(block)
+    cfg = parse(MBRLCommandConfig, argv[1:], prog="diffctl mbrl").config
+    for key, value in PETS_PRESET.items():
+        if key != "fit":
+            assert getattr(cfg, key) == value, key
+    for key in ("epochs", "val_fraction", "patience"):
+        assert getattr(cfg.fit, key) == getattr(PETS_PRESET["fit"], key), f"fit.{key}"

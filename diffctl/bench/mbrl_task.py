@@ -3,8 +3,8 @@ against SAC at five times the env steps.
 
 One process, one seed, one after the other on the same threads:
 
-- **mbrl**: PETS on the task (``PRESETS``: a 5-member ensemble of 4 x 200 Gaussian networks on
-  normalised state deltas, refitted after every episode; iCEM over a 30-step horizon, 100
+- **mbrl**: PETS on the task (``PRESETS``: a 5-member ensemble of 3 x 200 Gaussian networks on
+  normalised state deltas, refitted after every episode; iCEM over a 25-step horizon, 100
   samples x 5 iterations, each sequence scored by 5 particles over the elites (TS-inf),
   compiled), one random episode and
   then planned episodes up to ``--mbrl-steps`` (20k). ``return_at_<k>`` is the return of the

@@ -6,8 +6,8 @@ Example::
     diffctl mbrl --env cartpole-continuous --env-options swing_up=true --model ensemble \\
         --particles 20 --iterations 29
 
-    diffctl mbrl --env mujoco:HalfCheetah-v5 --model ensemble --hidden 200 200 200 200 \\
-        --planner icem --horizon 30 --num-samples 100 --num-elites 10 --plan-iterations 5 \\
+    diffctl mbrl --env mujoco:HalfCheetah-v5 --model ensemble --hidden 200 200 200 \\
+        --planner icem --horizon 25 --num-samples 100 --num-elites 10 --plan-iterations 5 \\
         --particles 5 --compile --refit continue --checkpoint hc.ckpt   # interrupt, then:
     diffctl mbrl ... the same flags ... --resume hc.ckpt --checkpoint hc2.ckpt
 
