@@ -270,8 +270,8 @@ def _key_values(items: tuple[str, ...], name: str) -> dict[str, Any]:
 #: trained further after every episode, iCEM over 25 steps compiled with 100 samples x 5
 #: iterations, each sequence scored by the mean return of 5 particles over the elites (TS-inf;
 #: PETS scores by its particles' mean rather than by one member's guess, which the best of many
-#: samples exploits). PETS's 4 x 200 and 30 steps cost about 1.4x the time per solve for no
-#: higher return in the loop (README, "Model-based control at robot scale").
+#: samples exploits). PETS's 4 x 200 and 30 steps take about 1.6x the time per solve; the
+#: smaller sizes may return a little less (README, "Model-based control at robot scale").
 #: ``MBRLConfig(env=..., **PETS_PRESET, ...)``.
 PETS_PRESET: dict[str, Any] = dict(
     model="ensemble",
