@@ -1,4 +1,4 @@
-"""The learned-dynamics settings, ``FitConfig`` and ``MBRLConfig``, without torch.
+"""The learned-dynamics settings, ``FitConfig``, ``MBRLConfig`` and ``MBPOConfig``, without torch.
 
 Defined here, apart from ``fit`` (``diffctl.models.training``, which re-exports it, as does
 ``diffctl.models``) and ``mbrl`` (``diffctl.models.mbrl``, which re-exports ``MBRLConfig``), so
@@ -11,9 +11,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .agents import SACConfig
 from .control import TS_MODES
 
-__all__ = ["FitConfig", "MBRLConfig", "PETS_PRESET", "SOURCES"]
+__all__ = ["FitConfig", "MBRLConfig", "MBPOConfig", "PETS_PRESET", "SOURCES"]
 
 #: which logged signal is the state: ``auto`` takes ``states`` when the dataset has them
 SOURCES = ("auto", "states", "obs")
@@ -296,3 +297,143 @@ PETS_PRESET: dict[str, Any] = dict(
         progress=False,
     ),
 )
+
+
+@dataclass(frozen=True)
+class MBPOConfig:
+    """Settings of ``diffctl.models.mbpo.mbpo`` (Janner et al. 2019, "When to Trust Your
+    Model"; defaults: its half-cheetah settings, with 10 SAC updates per env step where it
+    takes 40, for a CPU's time).
+
+    Attributes:
+        env: registered env name (continuous actions).
+        env_options: ``KEY=VALUE`` constructor options of the env.
+        hidden, num_members, ensemble_elites: the Gaussian ensemble (MBPO: 4 x 200, 5 of 7).
+        angle_dims, position_dims: as in ``MBRLConfig``.
+        total_steps: real env steps of the run.
+        random_steps: first env steps with uniformly random actions (MBPO: 5,000).
+        model_train_every: env steps between refits of the model, each followed by a batch of
+            model rollouts (MBPO: 250).
+        rollouts_per_step: model rollouts per env step, all started after each refit from
+            real states drawn from the data (``rollouts_per_step * model_train_every`` at a
+            time; MBPO: 400, i.e. 100,000 every 250 steps).
+        rollout_schedule: ``(start, end, min_length, max_length)``: the model rollouts last
+            ``min_length`` steps until env step ``start``, then a length rising linearly to
+            ``max_length`` at ``end`` (MBPO's schedule in env steps; its half-cheetah keeps 1).
+        model_buffer_steps: env steps of rollouts the model buffer keeps (MBPO keeps one epoch:
+            1,000 env steps, 400,000 rollouts at length 1).
+        updates_per_step: SAC gradient steps per env step (MBPO: 20 to 40).
+        real_ratio: fraction of each SAC minibatch drawn from the real data (MBPO: 0.05).
+        target_entropy: SAC's entropy target (None: ``-act_dim``; MBPO's half-cheetah: -3).
+        sac: the SAC learner's settings (networks, learning rates, batch size, gamma, tau;
+            its ``total_steps``, ``buffer_size``, ``learning_starts`` and ``updates_per_step``
+            are unused: the fields above schedule the run).
+        fit: training settings of each refit (the previous model trained further).
+        episode_steps: steps per episode (None: the env's ``max_steps``).
+        eval_episodes: episodes of the deterministic policy after each training episode, from
+            fixed start states (0: none); not counted as env steps nor added to the data.
+        seed: seeds the start states, the random actions, the networks and every sample.
+        progress: show a progress bar over env steps.
+    """
+
+    env: str = "mujoco:HalfCheetah-v5"
+    env_options: tuple[str, ...] = ()
+    hidden: tuple[int, ...] = (200, 200, 200, 200)
+    num_members: int = 7
+    ensemble_elites: int | None = 5
+    angle_dims: tuple[int, ...] | None = None
+    position_dims: tuple[int, ...] | None = None
+    total_steps: int = 20_000
+    random_steps: int = 5_000
+    model_train_every: int = 250
+    rollouts_per_step: int = 400
+    rollout_schedule: tuple[int, int, int, int] = (20_000, 100_000, 1, 1)
+    model_buffer_steps: int = 1_000
+    updates_per_step: int = 10
+    real_ratio: float = 0.05
+    target_entropy: float | None = None
+    sac: SACConfig = SACConfig(
+        batch_size=256,
+        actor_lr=3e-4,
+        critic_lr=3e-4,
+        alpha_lr=3e-4,
+        policy_frequency=1,
+        alpha=1.0,
+        hidden=(256, 256),
+    )
+    fit: FitConfig = FitConfig(
+        epochs=100,
+        batch_size=256,
+        lr=1e-3,
+        val_fraction=0.2,
+        patience=5,
+        eval_horizon=10,
+        progress=False,
+    )
+    episode_steps: int | None = None
+    eval_episodes: int = 0
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in (
+            "num_members",
+            "total_steps",
+            "model_train_every",
+            "rollouts_per_step",
+            "model_buffer_steps",
+            "updates_per_step",
+        ):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        for name in ("random_steps", "eval_episodes"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name}: expected an int >= 0, got {v!r}")
+        if self.random_steps >= self.total_steps:
+            raise ValueError(
+                f"random_steps: {self.random_steps} leaves no learning step of total_steps "
+                f"{self.total_steps}"
+            )
+        v = self.episode_steps
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"episode_steps: expected a positive int or None, got {v!r}")
+        if self.ensemble_elites is not None and (
+            isinstance(self.ensemble_elites, bool)
+            or not isinstance(self.ensemble_elites, int)
+            or not 1 <= self.ensemble_elites <= self.num_members
+        ):
+            raise ValueError(
+                f"ensemble_elites: expected an int in [1, num_members={self.num_members}] or "
+                f"None, got {self.ensemble_elites!r}"
+            )
+        sched = self.rollout_schedule
+        if (
+            len(sched) != 4
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in sched)
+            or not 0 <= sched[0] < sched[1]
+            or not 1 <= sched[2]
+            or not 1 <= sched[3]
+        ):
+            raise ValueError(
+                "rollout_schedule: expected (start, end, min_length, max_length) ints with "
+                f"0 <= start < end and lengths >= 1, got {sched!r}"
+            )
+        if not 0.0 <= self.real_ratio <= 1.0:
+            raise ValueError(f"real_ratio: expected a value in [0, 1], got {self.real_ratio!r}")
+        if not isinstance(self.sac, SACConfig):
+            raise TypeError(f"sac: expected a SACConfig, got {type(self.sac).__name__}")
+        if not isinstance(self.fit, FitConfig):
+            raise TypeError(f"fit: expected a FitConfig, got {type(self.fit).__name__}")
+        self.env_kwargs()  # validates the KEY=VALUE pairs
+
+    def env_kwargs(self) -> dict[str, Any]:
+        """``env_options`` as constructor keyword arguments."""
+        return _key_values(self.env_options, "env_options")
+
+    def rollout_length(self, env_step: int) -> int:
+        """Model rollout length at ``env_step`` (``rollout_schedule``)."""
+        start, end, lo, hi = self.rollout_schedule
+        frac = min(max((env_step - start) / (end - start), 0.0), 1.0)
+        return int(lo + frac * (hi - lo))

@@ -1,6 +1,7 @@
 """diffctl.models: learned dynamics (linear least squares, MLP, PETS ensemble, grey-box system
 identification), ``fit``/``evaluate`` and checkpoints. The model-based RL loop, which plans with
-``diffctl.control``, is ``diffctl.models.mbrl`` (imported on its own)."""
+``diffctl.control``, is ``diffctl.models.mbrl``, and MBPO, which trains SAC on model rollouts,
+``diffctl.models.mbpo`` (each imported on its own)."""
 
 from .base import DynamicsModel, Standardizer, angle_features
 from .checkpoint import MODEL_KINDS, build_model, load_model, save_model

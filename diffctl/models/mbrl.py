@@ -63,6 +63,7 @@ __all__ = [
     "mbrl",
     "DEFAULT_ANGLE_DIMS",
     "RESUMABLE",
+    "model_dims",
     "load_resume",
     "make_planner",
     "run_episodes",
@@ -95,14 +96,21 @@ class MBRLResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def model_dims(
+    env: Env, angle_dims: tuple[int, ...] | None, position_dims: tuple[int, ...] | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The angle and position components a model of ``env`` treats apart: the given ones, or
+    for None ``DEFAULT_ANGLE_DIMS`` of the env and the env's own ``position_dims``."""
+    if angle_dims is None:
+        angle_dims = DEFAULT_ANGLE_DIMS.get(env.spec.name, ())
+    if position_dims is None:
+        position_dims = tuple(getattr(env, "position_dims", ()))
+    return tuple(angle_dims), tuple(position_dims)
+
+
 def _build_model(config: MBRLConfig, env: Env) -> DynamicsModel:
     nx, nu = env.spec.state_dim, env.spec.act_dim
-    angles = config.angle_dims
-    if angles is None:
-        angles = DEFAULT_ANGLE_DIMS.get(env.spec.name, ())
-    positions = config.position_dims
-    if positions is None:
-        positions = tuple(getattr(env, "position_dims", ()))
+    angles, positions = model_dims(env, config.angle_dims, config.position_dims)
     if config.model == "linear":
         return LinearModel(nx, nu)
     arch = dict(hidden=config.hidden, angle_dims=angles, position_dims=positions)
