@@ -35,6 +35,12 @@ TINY_MPPI = ["--planner", "mppi", "--mppi.horizon", "3", "--mppi.num-samples", "
 TINY_MBRL = ["--iterations", "1", "--episode-steps", "4", "--num-samples", "8", "--num-elites",
              "2", "--horizon", "2", "--plan-iterations", "1", "--hidden", "8", "--fit.epochs",
              "1", "--no-progress"]  # fmt: skip
+TINY_MBPO = ["--env", "pendulum", "--hidden", "8", "--num-members", "2", "--ensemble-elites",
+             "2", "--total-steps", "20", "--random-steps", "10", "--model-train-every", "10",
+             "--rollouts-per-step", "2", "--rollout-schedule", "0", "1", "1", "1",
+             "--model-buffer-steps", "10", "--updates-per-step", "1", "--sac.hidden", "8",
+             "--sac.batch-size", "8", "--fit.epochs", "1", "--fit.val-fraction", "0",
+             "--episode-steps", "10", "--no-progress"]  # fmt: skip
 CUDA = torch.cuda.is_available()
 
 
@@ -227,6 +233,15 @@ CASES = [
      "--num-elites"),
     ("mbrl-out-exists", ["mbrl", "--out", "{model}"], 2, "--out"),
     ("mbrl-out-unwritable", ["mbrl", "--out", "/sys/m.pt"], 2, "--out"),
+    # mbpo
+    ("mbpo-total-steps-0", ["mbpo", "--total-steps", "0"], 2, "total_steps"),
+    ("mbpo-random-steps-all", ["mbpo", "--random-steps", "20000"], 2, "random_steps"),
+    ("mbpo-schedule", ["mbpo", "--rollout-schedule", "1", "0", "1", "1"], 2, "rollout_schedule"),
+    ("mbpo-env-name", ["mbpo", "--env", "nope"], 2, "--env"),
+    ("mbpo-env-discrete", ["mbpo", *TINY_MBPO, "--env", "cartpole"], 1, "env"),
+    ("mbpo-unused-sac-steps", ["mbpo", "--sac.total-steps", "5"], 2, "--sac.total-steps"),
+    ("mbpo-out-exists", ["mbpo", "--out", "{model}"], 2, "--out"),
+    ("mbpo-out-unwritable", ["mbpo", "--out", "/sys/m.pt"], 2, "--out"),
     # train
     ("train-algo", ["train", "nope"], 2, "algo"),
     ("train-env-name", ["train", "ppo", "--env", "nope", "--out", "{new}"], 2, "--env"),
@@ -510,6 +525,7 @@ def _writers(f: dict[str, Path], d: Path) -> dict[str, tuple[list[str], Path]]:
                  "--out", str(d / "m.pt")], d / "m.pt"),
         "plan": (["plan", *TINY_MPPI, "--plot", str(d / "p.png")], d / "p.png"),
         "mbrl": (["mbrl", *TINY_MBRL, "--out", str(d / "mb.pt")], d / "mb.pt"),
+        "mbpo": (["mbpo", *TINY_MBPO, "--out", str(d / "po.pt")], d / "po.pt"),
         "train": (["train", "ppo", "--env", "pendulum", *TINY_PPO, "--out", str(run)],
                   run / "model.pt"),
         "eval": (["eval", str(f["agent"]), "--episodes", "1", "--json", str(d / "e.json")],

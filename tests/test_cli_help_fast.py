@@ -78,8 +78,8 @@ def test_configs_are_the_ones_the_packages_export():
             value = getattr(module, name)
             if isinstance(value, type) and name.endswith("Config"):
                 package = module.__name__.replace("diffctl.configs.", "diffctl.")
-                if name == "MBRLConfig":  # the loop's module is imported on its own
-                    package = "diffctl.models.mbrl"
+                if name in ("MBRLConfig", "MBPOConfig"):  # modules imported on their own
+                    package = f"diffctl.models.{name[:4].lower()}"
                 if module is not agents:
                     assert getattr(importlib.import_module(package), name) is value, name
     from diffctl.agents import ALGORITHMS

@@ -52,6 +52,13 @@ IRL = {
 TINY_MBRL = ["--iterations", "1", "--episode-steps", "4", "--num-samples", "8", "--num-elites",
              "2", "--horizon", "2", "--plan-iterations", "1", "--hidden", "8", "--fit.epochs",
              "1"]  # fmt: skip
+TINY_MBPO = ["--env", "pendulum", "--hidden", "8", "--num-members", "2", "--ensemble-elites", "2",
+             "--total-steps", "30",
+             "--random-steps", "10", "--model-train-every", "10", "--rollouts-per-step", "2",
+             "--rollout-schedule", "0", "1", "1", "1", "--updates-per-step", "2",
+             "--sac.hidden", "8", "--sac.batch-size", "8", "--fit.epochs", "1",
+             "--fit.val-fraction", "0", "--episode-steps", "10", "--eval-episodes", "1",
+             "--no-progress"]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -183,6 +190,15 @@ def test_mbrl_same_seed_same_bytes(tmp_path, capsys):
     argv = ["mbrl", *TINY_MBRL, "--seed", "4", "--no-progress", "--out", str(out / "m.pt")]
     a, b = _twice(argv, out, capsys)
     assert "m.pt" in a[1]
+    assert a == b
+
+
+def test_mbpo_same_seed_same_bytes(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["mbpo", *TINY_MBPO, "--seed", "4", "--out", str(out / "a.pt")]
+    a, b = _twice(argv, out, capsys)
+    assert "a.pt" in a[1]
     assert a == b
 
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "fit": "fit",
     "plan": "plan",
     "mbrl": "mbrl",
+    "mbpo": "mbpo",
     "train": "train",
     "eval": "evaluate",
     "irl": "irl",
@@ -35,6 +36,7 @@ HELP_LINES: dict[str, str] = {
     "fit": "fit a dynamics model (linear|mlp|ensemble|greybox) to a dataset and save it",
     "plan": "closed-loop planning in an env: mpc|cem|icem|mppi|shooting, returns and solve times",
     "mbrl": "model-based RL: fit a dynamics model, plan on it with MPC/CEM/MPPI, collect, repeat",
+    "mbpo": "model-based policy optimisation: SAC trained on short rollouts of a learned ensemble",
     "train": "train a model-free agent "
     "(reinforce|a2c|ppo|ddpg|td3|sac|dqn|apg|trpo|npg|es|ars) on an env",
     "eval": "evaluate a saved agent (mean and std of the episode return)",
