@@ -10,12 +10,17 @@ One process, one seed, one after the other on the same threads:
   then planned episodes up to ``--mbrl-steps`` (20k). ``return_at_<k>`` is the return of the
   training episode that ends at ``k`` env steps (each episode is a fresh start, the planner as
   it stands then); ``solve_ms`` the mean planner time per control step.
+- **mbpo**: MBPO (``MBPO_PRESETS``: ``diffctl.configs.models.MBPOConfig``'s defaults, its
+  half-cheetah settings with 10 SAC updates per env step, and its entropy target -3) for
+  ``--mbrl-steps``; ``return_at_<k>`` the mean deterministic return of ``--eval-episodes``
+  episodes after the training episode that ends at ``k`` env steps.
 - **sac**: our SAC with its preset for the task (``diffctl.agents.sac.PRESETS``) for
   ``--sac-steps`` (100k), and SB3's SAC with the same hyperparameters on gymnasium's task (the
   outside reference), both evaluated at the same env steps (mean deterministic return of
   ``--eval-episodes`` episodes; ``diffctl bench sac``'s runners).
 
-The claim (issue: "learned-model planner at 20k env steps >= SAC at 100k") is checked in a note.
+The claim (issue: "learned-model planner at 20k env steps >= SAC at 100k") is checked in a note
+for each model-based method.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from .common import BenchResult, set_threads
 
 #: the loop's settings per task (``diffctl.configs.models.PETS_PRESET``)
 PRESETS: dict[str, dict[str, Any]] = {"mujoco:HalfCheetah-v5": PETS_PRESET}
+#: MBPO's settings per task, on top of ``MBPOConfig``'s defaults (MBPO's half-cheetah ones)
+MBPO_PRESETS: dict[str, dict[str, Any]] = {"mujoco:HalfCheetah-v5": {"target_entropy": -3.0}}
 
 
 def _progress(text: str) -> None:
@@ -62,6 +69,26 @@ def _mbrl_row(env: str, steps: int, seed: int, marks: list[int]) -> dict[str, An
     }
 
 
+def _mbpo_row(env: str, steps: int, seed: int, marks: list[int], n_eval: int) -> dict[str, Any]:
+    from diffctl.models.mbpo import MBPOConfig, mbpo
+
+    cfg = MBPOConfig(
+        env=env, **MBPO_PRESETS[env], total_steps=steps, episode_steps=1000,
+        eval_episodes=n_eval, seed=seed, progress=False,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    result = mbpo(cfg)
+    wall = time.perf_counter() - t0
+    curve = {h["env_steps"]: h["eval_return"] for h in result.history}
+    _progress("mbpo curve: " + ", ".join(f"{k}: {v:.0f}" for k, v in curve.items()))
+    return {
+        "method": "mbpo (SAC on model rollouts)",
+        "library": "diffctl",
+        **{f"return_at_{k}": curve.get(k, math.nan) for k in marks},
+        "train_time_s": wall,
+    }
+
+
 def run_task(argv: list[str]) -> BenchResult:
     p = argparse.ArgumentParser(prog="diffctl bench mbrl --env", description=__doc__)
     p.add_argument("--env", required=True, choices=list(PRESETS))
@@ -70,6 +97,7 @@ def run_task(argv: list[str]) -> BenchResult:
     p.add_argument("--eval-episodes", type=int, default=5, help="SAC evaluation episodes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--skip-mbpo", action="store_true", help="no MBPO row")
     p.add_argument("--skip-sac", action="store_true", help="no SAC rows (ours nor SB3's)")
     p.add_argument("--skip-peer", action="store_true", help="no SB3 row")
     args = p.parse_args(argv)
@@ -87,6 +115,10 @@ def run_task(argv: list[str]) -> BenchResult:
         f"{args.env}, seed {args.seed}, torch threads {threads}, one process; mbrl: {preset}"
     )
     result.rows.append(_mbrl_row(args.env, args.mbrl_steps, args.seed, marks))
+    if not args.skip_mbpo:
+        row = _mbpo_row(args.env, args.mbrl_steps, args.seed, marks, args.eval_episodes)
+        result.rows.append(row)
+    model_based = list(result.rows)
     if not args.skip_sac:
         from .sac import _task_config, run_ours_at, run_sb3_at
 
@@ -104,12 +136,13 @@ def run_task(argv: list[str]) -> BenchResult:
                     "train_time_s": r["train_time_s"],
                 }
             )
-        ours = result.rows[0][f"return_at_{args.mbrl_steps}"]
-        sac = result.rows[1][f"return_at_{args.sac_steps}"]
-        verdict = "meets" if ours >= sac else "misses"
-        result.notes.append(
-            f"mbrl at {args.mbrl_steps} steps: {ours:.0f}; our SAC at {args.sac_steps}: "
-            f"{sac:.0f}; the model-based loop {verdict} the target "
-            f"({args.sac_steps / args.mbrl_steps:g}x fewer samples)"
-        )
+        sac = result.rows[len(model_based)][f"return_at_{args.sac_steps}"]
+        for row in model_based:
+            ours = row[f"return_at_{args.mbrl_steps}"]
+            verdict = "meets" if ours >= sac else "misses"
+            result.notes.append(
+                f"{row['method']} at {args.mbrl_steps} steps: {ours:.0f}; our SAC at "
+                f"{args.sac_steps}: {sac:.0f}; it {verdict} the target "
+                f"({args.sac_steps / args.mbrl_steps:g}x fewer samples)"
+            )
     return result
