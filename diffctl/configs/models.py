@@ -191,15 +191,7 @@ class MBRLConfig:
             raise ValueError(f"model: expected mlp, ensemble or linear, got {self.model!r}")
         if self.planner not in ("cem", "icem", "mppi", "mpc"):
             raise ValueError(f"planner: expected cem, icem, mppi or mpc, got {self.planner!r}")
-        if self.ensemble_elites is not None and (
-            isinstance(self.ensemble_elites, bool)
-            or not isinstance(self.ensemble_elites, int)
-            or not 1 <= self.ensemble_elites <= self.num_members
-        ):
-            raise ValueError(
-                f"ensemble_elites: expected an int in [1, num_members={self.num_members}] or "
-                f"None, got {self.ensemble_elites!r}"
-            )
+        _check_elites(self.ensemble_elites, self.num_members)
         if self.refit not in ("fresh", "continue"):
             raise ValueError(f"refit: expected fresh or continue, got {self.refit!r}")
         if self.ts_mode not in TS_MODES:
@@ -250,6 +242,17 @@ class MBRLConfig:
             return cls(**{**own, **settings, **options})
         except (TypeError, ValueError) as e:
             raise ValueError(f"planner_options: {e}") from e
+
+
+def _check_elites(elites: int | None, members: int) -> None:
+    """``ensemble_elites``: None or an int in ``[1, members]``."""
+    if elites is not None and (
+        isinstance(elites, bool) or not isinstance(elites, int) or not 1 <= elites <= members
+    ):
+        raise ValueError(
+            f"ensemble_elites: expected an int in [1, num_members={members}] or None, "
+            f"got {elites!r}"
+        )
 
 
 def _key_values(items: tuple[str, ...], name: str) -> dict[str, Any]:
@@ -399,15 +402,7 @@ class MBPOConfig:
         v = self.episode_steps
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"episode_steps: expected a positive int or None, got {v!r}")
-        if self.ensemble_elites is not None and (
-            isinstance(self.ensemble_elites, bool)
-            or not isinstance(self.ensemble_elites, int)
-            or not 1 <= self.ensemble_elites <= self.num_members
-        ):
-            raise ValueError(
-                f"ensemble_elites: expected an int in [1, num_members={self.num_members}] or "
-                f"None, got {self.ensemble_elites!r}"
-            )
+        _check_elites(self.ensemble_elites, self.num_members)
         sched = self.rollout_schedule
         if (
             len(sched) != 4

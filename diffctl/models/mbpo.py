@@ -36,10 +36,10 @@ from diffctl.agents.agent import Agent
 from diffctl.agents.sac import SACLearner, make_agent
 from diffctl.configs.models import MBPOConfig
 from diffctl.data import ReplayBuffer, Trajectory
-from diffctl.envs import Env, make
+from diffctl.envs import Env
 
 from .ensemble import EnsembleDynamics
-from .mbrl import episode_returns, model_dims, run_episodes
+from .mbrl import continuous_env, episode_returns, model_dims, run_episodes
 from .training import fit
 
 __all__ = ["MBPOConfig", "MBPOResult", "mbpo", "model_rollouts"]
@@ -122,30 +122,18 @@ def _real_data(real: ReplayBuffer, ends: Tensor) -> Trajectory:
     )
 
 
-def mbpo(
-    config: MBPOConfig | None = None,
-    *,
-    env: Env | None = None,
-    device: str | torch.device | None = None,
-) -> MBPOResult:
+def mbpo(config: MBPOConfig | None = None, *, env: Env | None = None) -> MBPOResult:
     """Run MBPO (see the module docstring).
 
     Args:
         config: ``MBPOConfig``.
-        env: the real system (default: ``make(config.env, **config.env_options)``).
-        device: where the networks and buffers live (default: the env's device).
+        env: the real system (default: ``make(config.env, **config.env_options)``); the
+            networks and buffers live on its device, in its dtype.
     """
     config = MBPOConfig() if config is None else config
     if not isinstance(config, MBPOConfig):
         raise TypeError(f"config: expected an MBPOConfig, got {type(config).__name__}")
-    env = make(config.env, **config.env_kwargs()) if env is None else env
-    if not isinstance(env, Env):
-        raise TypeError(f"env: expected a diffctl Env, got {type(env).__name__}")
-    if env.spec.discrete:
-        raise ValueError(f"env: {env.spec.name} has discrete actions; use a continuous variant")
-    device = env.device if device is None else torch.device(device)
-    if device != env.device:
-        raise ValueError(f"device: {device} differs from the env's {env.device}")
+    env = continuous_env(config, env)
     spec, c = env.spec, config
     steps = c.episode_steps or spec.max_steps
     gen = torch.Generator(env.device).manual_seed(c.seed)

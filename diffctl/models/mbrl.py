@@ -63,6 +63,7 @@ __all__ = [
     "mbrl",
     "DEFAULT_ANGLE_DIMS",
     "RESUMABLE",
+    "continuous_env",
     "model_dims",
     "load_resume",
     "make_planner",
@@ -106,6 +107,17 @@ def model_dims(
     if position_dims is None:
         position_dims = tuple(getattr(env, "position_dims", ()))
     return tuple(angle_dims), tuple(position_dims)
+
+
+def continuous_env(config: Any, env: Env | None) -> Env:
+    """``env``, or ``make(config.env, **config.env_kwargs())`` for None, checked to be a diffctl
+    ``Env`` with continuous actions (what the model-based methods need)."""
+    env = make(config.env, **config.env_kwargs()) if env is None else env
+    if not isinstance(env, Env):
+        raise TypeError(f"env: expected a diffctl Env, got {type(env).__name__}")
+    if env.spec.discrete:
+        raise ValueError(f"env: {env.spec.name} has discrete actions; use a continuous variant")
+    return env
 
 
 def _build_model(config: MBRLConfig, env: Env) -> DynamicsModel:
@@ -264,11 +276,7 @@ def mbrl(
     config = MBRLConfig() if config is None else config
     if not isinstance(config, MBRLConfig):
         raise TypeError(f"config: expected an MBRLConfig, got {type(config).__name__}")
-    env = make(config.env, **config.env_kwargs()) if env is None else env
-    if not isinstance(env, Env):
-        raise TypeError(f"env: expected a diffctl Env, got {type(env).__name__}")
-    if env.spec.discrete:
-        raise ValueError(f"env: {env.spec.name} has discrete actions; use a continuous variant")
+    env = continuous_env(config, env)
     if reward_fn is not None and not callable(reward_fn):
         raise TypeError(f"reward_fn: expected a callable r(x, u, x_next), got {reward_fn!r}")
     reward = reward_fn if reward_fn is not None else env.reward
