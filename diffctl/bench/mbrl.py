@@ -7,7 +7,7 @@ most 30 episodes; random actions score about -410, planning on the true dynamics
 PPO (our tuned preset) trains on the pendulum and reports the env steps its training
 episodes needed to reach -200. Success means the loop got there within its episode limit.
 
-``--env mujoco:HalfCheetah-v5`` runs the loop at robot scale against SAC instead
+``--env mujoco:HalfCheetah-v5`` runs the loop and MBPO at robot scale against SAC instead
 (``diffctl.bench.mbrl_task``).
 """
 
@@ -21,7 +21,7 @@ from .common import BenchResult, set_threads
 
 HELP = (
     "model-based loop: env steps to reach the target return, next to PPO's "
-    "(--env mujoco:HalfCheetah-v5: return at 20k steps vs SAC at 100k)"
+    "(--env mujoco:HalfCheetah-v5: PETS and MBPO's return at 20k steps vs SAC at 100k)"
 )
 
 CASES = {
