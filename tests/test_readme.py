@@ -28,6 +28,8 @@ SKIP = {
     "bash scripts/test.sh": "the whole test suite (this file is part of it)",
     "diffctl mbrl --env mujoco:HalfCheetah-v5": "an hour of PETS on the half-cheetah (the "
     "loop, its checkpoints and resume are tested in tests/models/test_mbrl_scale.py)",
+    "diffctl mbpo --env mujoco:HalfCheetah-v5": "an hour of MBPO on the half-cheetah (MBPO is "
+    "tested in tests/models/test_mbpo.py)",
 }
 
 #: sizes of the walkthrough commands in this test (the README's are real runs): per command,
@@ -143,3 +145,18 @@ def test_readme_half_cheetah_command_is_the_preset():
             assert getattr(cfg, key) == value, key
     for key in ("epochs", "val_fraction", "patience"):
         assert getattr(cfg.fit, key) == getattr(PETS_PRESET["fit"], key), f"fit.{key}"
+
+
+def test_readme_mbpo_command_is_the_bench_setting():
+    """The skipped MBPO command (whose runs the README reports) is what ``diffctl bench mbrl``
+    runs, up to the number of evaluation episodes (which do not change the training)."""
+    from diffctl.bench.mbrl_task import MBPO_PRESETS
+    from diffctl.cli._common import parse
+    from diffctl.cli.mbpo import MBPOCommandConfig
+    from diffctl.configs.models import MBPOConfig
+
+    (block,) = [b for b in blocks("bash") if "diffctl mbpo --env mujoco:HalfCheetah-v5" in b]
+    (argv,) = _commands(block)
+    cfg = parse(MBPOCommandConfig, argv[1:], prog="diffctl mbpo").config
+    env = "mujoco:HalfCheetah-v5"
+    assert cfg == MBPOConfig(env=env, **MBPO_PRESETS[env], eval_episodes=1)
