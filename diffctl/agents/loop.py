@@ -66,8 +66,9 @@ class TrainLoop:
 
     Args:
         agent: the agent being trained (saved in every checkpoint).
-        episodes: where the episode statistics come from (``episode_statistics(clear=True)
-            -> {"mean_return", "count"}``): the env runner, or the algorithm's own counter.
+        episodes: where ``log`` takes the episode statistics from (``episode_statistics(
+            clear=True) -> {"mean_return", "count"}``): the env runner, or the algorithm's own
+            counter; ``None`` for a loop that keeps its own history and calls ``save`` itself.
         parts: the run's stateful objects by name (``None`` entries allowed).
         checkpoint: file written every ``checkpoint_every`` iterations (0: only at the end),
             at the end, and when the callback stops the run.
@@ -162,15 +163,22 @@ class TrainLoop:
         self.history.append(record)
         go_on = self.callback is None or self.callback(record) is not False
         periodic = self.checkpoint_every > 0 and iteration % self.checkpoint_every == 0
-        if self.checkpoint is not None and (periodic or last or not go_on):
-            train_state = {
-                "parts": {name: _state_of(part) for name, part in self.parts.items()},
-                "state": dict(state),
-                "history": self.history,
-                "wall_time": self.wall_time,
-            }
-            save_checkpoint(self.checkpoint, self.agent, train_state)
+        if periodic or last or not go_on:
+            self.save(state)
         return go_on
+
+    def save(self, state: Mapping[str, Any]) -> None:
+        """Write the checkpoint (when the loop has one): the agent, the parts, the loop
+        variables ``state``, the history and the clock; ``resume`` reads it back."""
+        if self.checkpoint is None:
+            return
+        train_state = {
+            "parts": {name: _state_of(part) for name, part in self.parts.items()},
+            "state": dict(state),
+            "history": self.history,
+            "wall_time": self.wall_time,
+        }
+        save_checkpoint(self.checkpoint, self.agent, train_state)
 
     def result(self) -> TrainResult:
         """The trained agent and the history."""

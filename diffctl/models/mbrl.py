@@ -66,6 +66,7 @@ __all__ = [
     "continuous_env",
     "model_dims",
     "load_resume",
+    "check_resumable",
     "make_planner",
     "run_episodes",
     "episode_returns",
@@ -236,21 +237,35 @@ def episode_returns(tr: Trajectory) -> Tensor:
 RESUMABLE = ("iterations", "target_return", "progress")
 
 
+def check_resumable(
+    path: str | os.PathLike,
+    saved: dict[str, Any],
+    saved_env: str,
+    config: Any,
+    env: Env,
+    resumable: tuple[str, ...],
+) -> None:
+    """Refuse to resume the run checkpointed at ``path`` (its settings ``saved``, the JSON
+    form of its config dataclass, on env ``saved_env``) with ``config`` on ``env`` unless the
+    settings differ in ``resumable`` fields only and the env is the same."""
+    now = json.loads(json.dumps(asdict(config)))
+    for key in sorted(set(now) | set(saved)):
+        if key not in resumable and now.get(key) != saved.get(key):
+            raise ValueError(
+                f"resume: {os.fspath(path)} was run with {key}={saved.get(key)!r}, this "
+                f"run has {now.get(key)!r} (only {', '.join(resumable)} may change)"
+            )
+    if saved_env != env.spec.name:
+        raise ValueError(
+            f"resume: {os.fspath(path)} ran on env {saved_env!r}, not {env.spec.name!r}"
+        )
+
+
 def load_resume(path: str | os.PathLike, config: MBRLConfig, env: Env) -> LoopState:
     """The state of the run checkpointed at ``path``, checked to be resumable by ``config`` on
     ``env``: the same settings up to ``RESUMABLE``, the same env."""
     state = load_loop_state(path, env.device, env.dtype)
-    now = json.loads(json.dumps(asdict(config)))
-    for key in sorted(set(now) | set(state.config)):
-        if key not in RESUMABLE and now.get(key) != state.config.get(key):
-            raise ValueError(
-                f"resume: {os.fspath(path)} was run with {key}={state.config.get(key)!r}, this "
-                f"run has {now.get(key)!r} (only {', '.join(RESUMABLE)} may change)"
-            )
-    if state.env != env.spec.name:
-        raise ValueError(
-            f"resume: {os.fspath(path)} ran on env {state.env!r}, not {env.spec.name!r}"
-        )
+    check_resumable(path, state.config, state.env, config, env, RESUMABLE)
     return state
 
 

@@ -1,16 +1,21 @@
 """MBPO (``diffctl.models.mbpo``): its settings' checks, the rollout schedule, model rollouts
 that equal the env's own steps when the model is the env, the same seed giving the same run,
-and a learning test on the pendulum against SAC at the same number of env steps."""
+checkpoints that resume as the uninterrupted run, and a learning test on the pendulum against SAC
+at the same number of env steps."""
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
 from diffctl.envs import make
 
-from diffctl.agents import sac
+import diffctl.agents.loop
+from diffctl.agents import load, sac
+from diffctl.agents.checkpoint import load_checkpoint
+from diffctl.cli import main
 from diffctl.configs.agents import SACConfig
 from diffctl.models import FitConfig
 from diffctl.models.mbpo import MBPOConfig, mbpo, model_rollouts
@@ -110,6 +115,87 @@ def test_same_seed_same_run():
     assert a.data.num_steps == TINY.total_steps
     c = mbpo(dataclasses.replace(TINY, seed=1))
     assert [h["return"] for h in c.history] != [h["return"] for h in a.history]
+
+
+def _keep_checkpoints(monkeypatch) -> list[str]:
+    """From now on, keep a copy of each checkpoint as it is written (``<path>.<n>`` for the
+    n-th); returns the list of copies, filled as they are made."""
+    written: list[str] = []
+    save = diffctl.agents.loop.save_checkpoint
+
+    def keep(where, agent, train_state):
+        save(where, agent, train_state)
+        written.append(shutil.copy(where, f"{where}.{len(written) + 1}"))
+
+    monkeypatch.setattr(diffctl.agents.loop, "save_checkpoint", keep)
+    return written
+
+
+def _same_run(a, b):
+    keys = ("episode", "env_steps", "return", "eval_return", "model_one_step_nmse")
+    assert [[h[k] for k in keys] for h in a.history] == [[h[k] for k in keys] for h in b.history]
+    for p, q in zip(a.agent.parameters(), b.agent.parameters(), strict=True):
+        assert torch.equal(p, q)
+    for (name, p), q in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_resume_continues_as_the_uninterrupted_run(monkeypatch, tmp_path):
+    """A checkpoint after every episode; resuming from the one after episode 2 (before the
+    first refit) or episode 4 (after two) ends where the uninterrupted run ends."""
+    written = _keep_checkpoints(monkeypatch)
+    whole = mbpo(TINY, checkpoint=tmp_path / "run.ckpt")
+    monkeypatch.undo()
+    assert len(written) == len(whole.history) == 6
+    _same_run(whole, mbpo(TINY))  # checkpointing changes nothing
+    for k in (2, 4):
+        resumed = mbpo(TINY, resume=written[k - 1], checkpoint=tmp_path / f"from{k}.ckpt")
+        _same_run(whole, resumed)
+        assert [h["wall_time"] for h in resumed.history[:k]] == [
+            h["wall_time"] for h in load_checkpoint(written[k - 1])[1]["history"]
+        ]
+    agent = load(tmp_path / "run.ckpt")  # the checkpoint is an agent file
+    for p, q in zip(agent.parameters(), whole.agent.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_resume_refuses_other_settings_and_other_files(tmp_path):
+    path = tmp_path / "run.ckpt"
+    mbpo(TINY, checkpoint=path)
+    with pytest.raises(ValueError, match="was run with seed=0, this run has 1"):
+        mbpo(dataclasses.replace(TINY, seed=1), resume=path)
+    mbpo(dataclasses.replace(TINY, progress=True), resume=path)  # progress may change
+    with pytest.raises(ValueError, match="ran on env 'pendulum', not 'mountaincar-continuous'"):
+        mbpo(TINY, env=make("mountaincar-continuous"), resume=path)
+    agent = sac.make_agent(make("pendulum").spec, TINY.sac)
+    agent.save(tmp_path / "agent.pt")
+    with pytest.raises(ValueError, match="is no mbpo checkpoint"):
+        mbpo(TINY, resume=tmp_path / "agent.pt")
+
+
+def test_cli_checkpoint_and_resume(monkeypatch, tmp_path, capsys):
+    flags = ["mbpo", "--env", "pendulum", "--hidden", "8", "--num-members", "2",
+             "--ensemble-elites", "2", "--total-steps", "40", "--random-steps", "10",
+             "--model-train-every", "10", "--rollouts-per-step", "2", "--model-buffer-steps",
+             "10", "--updates-per-step", "1", "--sac.hidden", "8", "--sac.batch-size", "8",
+             "--fit.epochs", "1", "--fit.val-fraction", "0", "--episode-steps", "10",
+             "--no-progress"]  # fmt: skip
+    written = _keep_checkpoints(monkeypatch)
+    assert main([*flags, "--checkpoint", str(tmp_path / "a.ckpt")]) == 0
+    monkeypatch.undo()
+    table = capsys.readouterr().out.splitlines()
+    assert len(written) == 4
+    assert main([*flags, "--resume", written[1], "--checkpoint", written[1]]) == 2
+    assert "--checkpoint" in capsys.readouterr().err  # an output never replaces an input
+    assert main([*flags, "--total-steps", "50", "--resume", written[1]]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main([*flags, "--resume", written[1], "--out", str(tmp_path / "b.pt")]) == 0
+    resumed = capsys.readouterr().out.splitlines()
+    # the same rows, time column aside, and the resumed run's agent
+    assert [r.split()[:-1] for r in resumed[:-1]] == [r.split()[:-1] for r in table]
+    agent, whole = load(tmp_path / "b.pt"), load(tmp_path / "a.ckpt")
+    for p, q in zip(agent.parameters(), whole.parameters(), strict=True):
+        assert torch.equal(p, q)
 
 
 def test_refuses_discrete_actions():
