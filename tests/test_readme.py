@@ -150,10 +150,9 @@ def test_readme_half_cheetah_command_is_the_preset():
 def test_readme_mbpo_command_is_the_bench_setting():
     """The skipped MBPO command (whose runs the README reports) is what ``diffctl bench mbrl``
     runs, up to the number of evaluation episodes (which do not change the training)."""
-    from diffctl.bench.mbrl_task import MBPO_PRESETS
     from diffctl.cli._common import parse
     from diffctl.cli.mbpo import MBPOCommandConfig
-    from diffctl.configs.models import MBPOConfig
+    from diffctl.configs.models import MBPO_PRESETS, MBPOConfig
 
     (block,) = [b for b in blocks("bash") if "diffctl mbpo --env mujoco:HalfCheetah-v5" in b]
     (argv,) = _commands(block)

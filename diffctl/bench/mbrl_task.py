@@ -10,7 +10,7 @@ One process, one seed, one after the other on the same threads:
   then planned episodes up to ``--mbrl-steps`` (20k). ``return_at_<k>`` is the return of the
   training episode that ends at ``k`` env steps (each episode is a fresh start, the planner as
   it stands then); ``solve_ms`` the mean planner time per control step.
-- **mbpo**: MBPO (``MBPO_PRESETS``: ``diffctl.configs.models.MBPOConfig``'s defaults, its
+- **mbpo**: MBPO (``diffctl.configs.models.MBPO_PRESETS``: ``MBPOConfig``'s defaults, its
   half-cheetah settings with 20 SAC updates per env step, and its entropy target -3) for
   ``--mbrl-steps``; ``return_at_<k>`` the mean deterministic return of ``--eval-episodes``
   episodes after the training episode that ends at ``k`` env steps.
@@ -31,14 +31,12 @@ import sys
 import time
 from typing import Any
 
-from diffctl.configs.models import PETS_PRESET
+from diffctl.configs.models import MBPO_PRESETS, PETS_PRESET
 
 from .common import BenchResult, set_threads
 
 #: the loop's settings per task (``diffctl.configs.models.PETS_PRESET``)
 PRESETS: dict[str, dict[str, Any]] = {"mujoco:HalfCheetah-v5": PETS_PRESET}
-#: MBPO's settings per task, on top of ``MBPOConfig``'s defaults (MBPO's half-cheetah ones)
-MBPO_PRESETS: dict[str, dict[str, Any]] = {"mujoco:HalfCheetah-v5": {"target_entropy": -3.0}}
 
 
 def _progress(text: str) -> None:

@@ -111,7 +111,8 @@ def sample_efficiency_lines(rows: list[Row]) -> list[str]:
         mb = [
             r for r in rows
             if r.env == env
-            and (r.method in ("mbrl", "pets") or r.method.endswith(("-ensemble", "-linear")))
+            and (r.method in ("mbrl", "pets", "mbpo")
+                 or r.method.endswith(("-ensemble", "-linear")))
         ]  # fmt: skip
         ppo = [r for r in rows if r.env == env and r.method == "ppo"]
         good = [r for r in mb if r.mean_return >= thr]

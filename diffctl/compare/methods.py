@@ -57,6 +57,8 @@ LOG_STEPS = 2000
 MBRL_ITERATIONS = 9
 # Planned episodes of PETS at budget 1 (after one random one: 20k steps on 1000-step tasks).
 PETS_EPISODES = 19
+# Env steps of MBPO at budget 1 (the issue's 20k; MBPO's half-cheetah settings).
+MBPO_STEPS = 20_000
 # Model-free training steps at budget 1 (an algorithm not named here: its preset's budget).
 AGENT_STEPS = {
     "ppo": 200_000, "sac": 20_000, "ddpg": 20_000, "td3": 20_000,
@@ -306,6 +308,38 @@ def pets_row(spec: TaskSpec) -> dict[str, Any]:
     }
 
 
+def mbpo_row(spec: TaskSpec) -> dict[str, Any]:
+    """MBPO at robot scale (``MBPOConfig``'s defaults with ``MBPO_PRESETS`` for the task):
+    ``MBPO_STEPS * budget`` env steps, the first 5,000 of them (a quarter at most) random; the
+    trained policy is evaluated like the model-free rows."""
+    import dataclasses
+
+    from diffctl.agents import evaluate
+    from diffctl.configs.models import MBPO_PRESETS, MBPOConfig
+    from diffctl.models.mbpo import mbpo
+
+    env = _make_env(spec.env, spec.device)
+    steps = max(round(MBPO_STEPS * spec.budget), 1000)
+    cfg = MBPOConfig(env=spec.env, **MBPO_PRESETS.get(spec.env, {}), seed=spec.seed)
+    cfg = dataclasses.replace(
+        cfg, total_steps=steps, random_steps=min(cfg.random_steps, steps // 4), progress=False
+    )
+    result = mbpo(cfg, env=env)
+    ev = evaluate(result.agent, spec.env, episodes=spec.episodes, seed=10_000 + spec.seed)
+    curve = [
+        {"env_steps": float(h["env_steps"]), "wall_time": h["wall_time"],
+         "return": h["return"]}
+        for h in result.history
+    ]  # fmt: skip
+    return {
+        "returns": ev["returns"],
+        "env_steps": steps,
+        "curve": curve,
+        "notes": f"MBPO: SAC on {cfg.rollouts_per_step} model rollouts per env step, "
+        f"{cfg.updates_per_step} updates per step",
+    }
+
+
 def mpc_irl(spec: TaskSpec) -> dict[str, Any]:
     """Learn a cost from MPC demos by imitation through the differentiable MPC, re-plan with it.
 
@@ -349,6 +383,7 @@ METHODS: dict[str, Callable[[TaskSpec], dict[str, Any]]] = {
     "mpc-linear": _model_row("linear", "mpc"),
     "mbrl": mbrl_row,
     "pets": pets_row,
+    "mbpo": mbpo_row,
     "ppo": _agent_row("ppo"),
     "sac": _agent_row("sac"),
     "ddpg": _agent_row("ddpg"),
@@ -361,7 +396,7 @@ METHODS: dict[str, Callable[[TaskSpec], dict[str, Any]]] = {
 }
 IRL_METHODS: tuple[str, ...] = ("mpc-irl",)
 #: rows sized for robots (an hour each on a CPU): run when named in ``--methods``
-ROBOT_METHODS: tuple[str, ...] = ("pets",)
+ROBOT_METHODS: tuple[str, ...] = ("pets", "mbpo")
 #: the seeds' other model-free methods (DQN: discrete actions only): run when named
 EXTRA_METHODS: tuple[str, ...] = ("trpo", "npg", "dqn", "es", "ars")
 DEFAULT_METHODS: tuple[str, ...] = tuple(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from .agents import SACConfig
 from .control import TS_MODES
 
-__all__ = ["FitConfig", "MBRLConfig", "MBPOConfig", "PETS_PRESET", "SOURCES"]
+__all__ = ["FitConfig", "MBRLConfig", "MBPOConfig", "MBPO_PRESETS", "PETS_PRESET", "SOURCES"]
 
 #: which logged signal is the state: ``auto`` takes ``states`` when the dataset has them
 SOURCES = ("auto", "states", "obs")
@@ -433,3 +433,8 @@ class MBPOConfig:
         start, end, lo, hi = self.rollout_schedule
         frac = min(max((env_step - start) / (end - start), 0.0), 1.0)
         return int(lo + frac * (hi - lo))
+
+
+#: MBPO's settings per task on top of ``MBPOConfig``'s defaults (MBPO's half-cheetah ones, with
+#: its entropy target -3 there): ``MBPOConfig(env=env, **MBPO_PRESETS.get(env, {}), ...)``.
+MBPO_PRESETS: dict[str, dict[str, Any]] = {"mujoco:HalfCheetah-v5": {"target_entropy": -3.0}}

@@ -92,6 +92,27 @@ def test_pets_row_on_a_mujoco_task(tmp_path, monkeypatch):
     assert row.notes.startswith("PETS (icem)") and not row.error
 
 
+@pytest.mark.mujoco
+def test_mbpo_row_on_a_mujoco_task(tmp_path, monkeypatch):
+    """The robot-scale MBPO row, on tiny settings (the real one is an hour per row)."""
+    pytest.importorskip("mujoco")
+    from diffctl.configs.agents import SACConfig
+    from diffctl.configs.models import MBPO_PRESETS, FitConfig
+
+    tiny = dict(hidden=(8,), num_members=2, ensemble_elites=2, model_train_every=100,
+                rollouts_per_step=2, model_buffer_steps=100, updates_per_step=1,
+                sac=SACConfig(hidden=(8,), batch_size=16), episode_steps=100,
+                fit=FitConfig(epochs=1, val_fraction=0.0, progress=False))  # fmt: skip
+    monkeypatch.setitem(MBPO_PRESETS, "mujoco:InvertedPendulum-v5", tiny)
+    assert "mbpo" in methods.METHODS and "mbpo" not in methods.DEFAULT_METHODS
+    cfg = CompareConfig(env=("mujoco:InvertedPendulum-v5",), methods=("mbpo",), budget=0.05,
+                        episodes=2, threads=1, jobs=1, out=str(tmp_path))  # fmt: skip
+    (row,) = compare(cfg, progress=False).rows
+    assert not row.error and len(row.returns) == 2 and row.env_steps == 1000
+    assert row.curve[-1]["env_steps"] <= 1000 and len(row.curve) >= 10  # 100-step episodes
+    assert row.notes.startswith("MBPO: SAC on 2 model rollouts")
+
+
 def test_interrupt_keeps_finished_rows_and_no_partial_files(tmp_path, monkeypatch):
     calls = []
 
