@@ -46,6 +46,10 @@ def test_rows_curve_and_verdict(monkeypatch):
     assert mb["solve_ms"] > 0 and ours["return_at_3000"] == 1e9
     misses = [n for n in result.notes if "misses the target (1.5x fewer samples)" in n]
     assert [n.split(" (")[0] for n in misses] == ["mbrl", "mbpo"]
+    # MBPO against SAC alone
+    result = mbrl_task.run_task([*args, "--skip-pets"])
+    assert [r["method"].split(" ")[0] for r in result.rows] == ["mbpo", "sac"]
+    assert [n.split(" (")[0] for n in result.notes if "misses" in n] == ["mbpo"]
 
 
 def test_bad_arguments_name_the_flag():

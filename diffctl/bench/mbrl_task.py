@@ -95,6 +95,7 @@ def run_task(argv: list[str]) -> BenchResult:
     p.add_argument("--eval-episodes", type=int, default=5, help="SAC evaluation episodes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--skip-pets", action="store_true", help="no PETS row (an hour on a CPU)")
     p.add_argument("--skip-mbpo", action="store_true", help="no MBPO row")
     p.add_argument("--skip-sac", action="store_true", help="no SAC rows (ours nor SB3's)")
     p.add_argument("--skip-peer", action="store_true", help="no SB3 row")
@@ -112,7 +113,8 @@ def run_task(argv: list[str]) -> BenchResult:
     result.notes.append(
         f"{args.env}, seed {args.seed}, torch threads {threads}, one process; mbrl: {preset}"
     )
-    result.rows.append(_mbrl_row(args.env, args.mbrl_steps, args.seed, marks))
+    if not args.skip_pets:
+        result.rows.append(_mbrl_row(args.env, args.mbrl_steps, args.seed, marks))
     if not args.skip_mbpo:
         row = _mbpo_row(args.env, args.mbrl_steps, args.seed, marks, args.eval_episodes)
         result.rows.append(row)
@@ -134,7 +136,7 @@ def run_task(argv: list[str]) -> BenchResult:
                     "train_time_s": r["train_time_s"],
                 }
             )
-        sac = result.rows[len(model_based)][f"return_at_{args.sac_steps}"]
+        sac = rows[0][f"return_at_{args.sac_steps}"]
         for row in model_based:
             ours = row[f"return_at_{args.mbrl_steps}"]
             verdict = "meets" if ours >= sac else "misses"
