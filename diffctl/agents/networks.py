@@ -40,14 +40,19 @@ def mlp(
     out_dim: int,
     activation: str = "tanh",
     out_gain: float = 1.0,
+    layer_norm: bool = False,
 ) -> nn.Sequential:
-    """``Linear -> act -> ... -> Linear`` with orthogonal weights and zero biases."""
+    """``Linear -> act -> ... -> Linear`` with orthogonal weights and zero biases; with
+    ``layer_norm``, ``Linear -> LayerNorm -> act`` in every hidden layer (Ba et al. 2016)."""
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
     dims = [in_dim, *hidden]
     for a, b in zip(dims[:-1], dims[1:]):
-        layers += [_ortho(nn.Linear(a, b), math.sqrt(2)), _ACTIVATIONS[activation]()]
+        layers.append(_ortho(nn.Linear(a, b), math.sqrt(2)))
+        if layer_norm:
+            layers.append(nn.LayerNorm(b))
+        layers.append(_ACTIVATIONS[activation]())
     layers.append(_ortho(nn.Linear(dims[-1], out_dim), out_gain))
     return nn.Sequential(*layers)
 
@@ -257,7 +262,8 @@ class ValueCritic(nn.Module):
 
 
 class QCritic(nn.Module):
-    """Action value ``Q(o, a) [B]`` of continuous actions (input ``[o, a]``)."""
+    """Action value ``Q(o, a) [B]`` of continuous actions (input ``[o, a]``); ``layer_norm``
+    normalises every hidden layer (as ``mlp``)."""
 
     def __init__(
         self,
@@ -265,9 +271,10 @@ class QCritic(nn.Module):
         act_dim: int,
         hidden: Sequence[int] = (256, 256),
         activation: str = "relu",
+        layer_norm: bool = False,
     ) -> None:
         super().__init__()
-        self.net = mlp(obs_dim + act_dim, hidden, 1, activation, out_gain=1.0)
+        self.net = mlp(obs_dim + act_dim, hidden, 1, activation, layer_norm=layer_norm)
 
     def forward(self, obs: Tensor, action: Tensor) -> Tensor:
         return self.net(torch.cat([obs, action], -1)).squeeze(-1)

@@ -67,8 +67,11 @@ def make_agent(spec: Any, config: SACConfig, seed: int = 0) -> Agent:
         actor = SquashedGaussianActor(
             spec.obs_dim, spec.act_dim, spec.action_low, spec.action_high, h
         )
-        q1, q2 = QCritic(spec.obs_dim, spec.act_dim, h), QCritic(spec.obs_dim, spec.act_dim, h)
-        q1_t, q2_t = QCritic(spec.obs_dim, spec.act_dim, h), QCritic(spec.obs_dim, spec.act_dim, h)
+
+        def critic() -> QCritic:
+            return QCritic(spec.obs_dim, spec.act_dim, h, layer_norm=config.critic_layer_norm)
+
+        q1, q2, q1_t, q2_t = critic(), critic(), critic(), critic()
         q1_t.load_state_dict(q1.state_dict())
         q2_t.load_state_dict(q2.state_dict())
         nets = {

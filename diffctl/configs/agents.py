@@ -398,6 +398,11 @@ class SACConfig:
     alpha: float = 0.2
     """entropy temperature (the initial one when autotuned)"""
     hidden: tuple[int, ...] = (64, 64)
+    critic_layer_norm: bool = False
+    """LayerNorm in every hidden layer of the critics and their targets: ``|Q|`` is then bounded
+    by the weights whatever the input, which keeps the values from running away when most
+    updates bootstrap from off-distribution (e.g. model-generated) states (Ball et al. 2023,
+    "Efficient Online RL with Offline Data", RLPD; Hiraoka et al. 2022, DroQ)"""
     log_interval: int = 1_000
     """env steps between history records"""
     compile: bool = False
@@ -407,6 +412,10 @@ class SACConfig:
 
     def __post_init__(self) -> None:
         validate_off_policy_config(self)
+        if not isinstance(self.critic_layer_norm, bool):
+            raise TypeError(
+                f"critic_layer_norm: expected a bool, got {type(self.critic_layer_norm).__name__}"
+            )
         if not self.alpha_lr > 0:
             raise ValueError(f"alpha_lr: expected > 0, got {self.alpha_lr!r}")
         if not self.alpha > 0:

@@ -77,3 +77,22 @@ def test_orthogonal_init_and_heads() -> None:
     assert ValueCritic(3)(torch.randn(4, 3)).shape == (4,)
     assert QCritic(3, 1)(torch.randn(4, 3), torch.randn(4, 1)).shape == (4,)
     assert math.isclose(GaussianActor(2, 1, log_std_init=-1.0).log_std.item(), -1.0)
+
+
+def test_layer_norm_normalises_every_hidden_layer() -> None:
+    torch.manual_seed(0)
+    net = mlp(5, (8, 6), 2, activation="relu", layer_norm=True)
+    assert [type(m).__name__ for m in net] == [
+        "Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU", "Linear"
+    ]  # fmt: skip
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in mlp(5, (8, 6), 2))
+    # the first layer's bias is zero, so its normalised output does not depend on the input's
+    # scale: the output is bounded however far the input lies off the data
+    x = torch.randn(4, 5, dtype=torch.float64)
+    net = net.double()
+    torch.testing.assert_close(net(1e4 * x), net(x), rtol=1e-4, atol=1e-4)
+    q = QCritic(3, 1, (8, 8), layer_norm=True).double()
+    o, a = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 1, dtype=torch.float64)
+    torch.testing.assert_close(q(1e4 * o, 1e4 * a), q(o, a), rtol=1e-4, atol=1e-4)
+    plain = QCritic(3, 1, (8, 8)).double()
+    assert (plain(1e4 * o, 1e4 * a) - plain(o, a)).abs().max() > 1.0

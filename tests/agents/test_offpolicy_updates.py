@@ -91,8 +91,9 @@ def test_actor_rsample_is_the_tanh_squashed_gaussian() -> None:
     torch.testing.assert_close(drawn, (action, logp))
 
 
-def test_sac_critic_regresses_to_the_soft_clipped_double_q_target() -> None:
-    cfg = sac.SACConfig(hidden=(16, 16), alpha=0.7)
+@pytest.mark.parametrize("layer_norm", [False, True])
+def test_sac_critic_regresses_to_the_soft_clipped_double_q_target(layer_norm: bool) -> None:
+    cfg = sac.SACConfig(hidden=(16, 16), alpha=0.7, critic_layer_norm=layer_norm)
     agent, learner = _learner(sac, cfg)
     o, a, r, o2, not_done = _args(_batch())
     eps = torch.randn(B, SPEC.act_dim, generator=torch.Generator().manual_seed(2), dtype=o.dtype)
@@ -107,6 +108,22 @@ def test_sac_critic_regresses_to_the_soft_clipped_double_q_target() -> None:
         y = r + cfg.gamma * not_done * (torch.minimum(q1_next, q2_next) - 0.7 * logp2)
         torch.testing.assert_close(loss, _regression(agent, ["q1", "q2"], o, a, y))
         torch.testing.assert_close(q_mean, nets["q1"](o, a).mean())
+
+
+def test_sac_critic_layer_norm_normalises_the_critics_and_their_targets_only() -> None:
+    def norms(net: torch.nn.Module) -> list[tuple[int, ...]]:
+        return [m.normalized_shape for m in net.modules() if isinstance(m, torch.nn.LayerNorm)]
+
+    plain = sac.make_agent(SPEC, sac.SACConfig(hidden=(16, 8)), seed=0)
+    agent = sac.make_agent(SPEC, sac.SACConfig(hidden=(16, 8), critic_layer_norm=True), seed=0)
+    for name in ("q1", "q2", "q1_target", "q2_target"):
+        assert norms(agent.nets[name]) == [(16,), (8,)] and norms(plain.nets[name]) == []
+    assert norms(agent.actor) == []
+    for name in ("q1", "q2"):  # the targets start as copies of their critics
+        for p, p_t in zip(agent.nets[name].parameters(), agent.nets[f"{name}_target"].parameters()):
+            torch.testing.assert_close(p, p_t)
+    with pytest.raises(TypeError, match="critic_layer_norm"):
+        sac.SACConfig(critic_layer_norm=1)  # type: ignore[arg-type]
 
 
 def test_sac_policy_and_temperature_gradients() -> None:
