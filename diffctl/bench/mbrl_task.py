@@ -12,9 +12,8 @@ One process, one seed, one after the other on the same threads:
   it stands then); ``solve_ms`` the mean planner time per control step.
 - **mbpo**: MBPO (``diffctl.configs.models.MBPO_PRESETS``: ``MBPOConfig``'s defaults, its
   half-cheetah settings with 20 SAC updates per env step, its entropy target -3, LayerNorm
-  critics) for
-  ``--mbrl-steps``; ``return_at_<k>`` the mean deterministic return of ``--eval-episodes``
-  episodes after the training episode that ends at ``k`` env steps.
+  critics) for ``--mbrl-steps``; ``return_at_<k>`` the mean deterministic return of
+  ``--eval-episodes`` episodes after the training episode that ends at ``k`` env steps.
 - **sac**: our SAC with its preset for the task (``diffctl.agents.sac.PRESETS``) for
   ``--sac-steps`` (100k), and SB3's SAC with the same hyperparameters on gymnasium's task (the
   outside reference), both evaluated at the same env steps (mean deterministic return of
